@@ -1,0 +1,1 @@
+"""authgate: an async authentication microservice."""

@@ -1,0 +1,255 @@
+"""Settings: one ``Settings`` object, read from ``AUTHGATE_*`` variables and ``.env``.
+
+Nothing here touches the disk or the network; development keys are generated later by
+``core.security.keys`` when the app is built, never at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+    test = "test"
+
+
+JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+EmailBackend = Literal["console", "smtp", "ses"]
+SmtpTls = Literal["none", "starttls", "tls"]
+
+#: Named rate limits (``limits`` syntax). Overridable one by one through AUTHGATE_RATE_LIMITS.
+DEFAULT_RATE_LIMITS: dict[str, str] = {
+    "login_ip": "30/minute",
+    "login_account": "10/15minutes",
+    "register_ip": "10/hour",
+    "verify_resend_ip": "10/hour",
+    "verify_resend_email": "3/hour",
+    "forgot_password_ip": "10/hour",
+    "forgot_password_email": "3/hour",
+    "token_consume_ip": "30/minute",
+    "refresh_ip": "120/minute",
+    "change_password_account": "10/15minutes",
+    "introspect_client": "600/minute",
+    "oauth_ip": "60/minute",
+}
+
+
+class OAuthProviderConfig(BaseSettings):
+    """One external identity provider (``AUTHGATE_OAUTH_PROVIDERS`` entries)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    kind: Literal["oidc", "github"] = "oidc"
+    issuer: str | None = None
+    client_id: str
+    client_secret: SecretStr
+    scopes: list[str] | None = None
+    #: Overrides for plain OAuth2 providers and tests; discovered from ``issuer`` for OIDC.
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+    revocation_url: str | None = None
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHGATE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Environment = Environment.development
+    allow_sqlite_in_production: bool = False
+
+    database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    store_timeout: float = Field(default=0.5, gt=0)
+
+    public_url: str = "http://127.0.0.1:8000"
+    frontend_url: str = "http://localhost:5173"
+    allowed_redirect_urls: Annotated[list[str] | None, NoDecode] = None
+    cors_origins: Annotated[list[str] | None, NoDecode] = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    jwt_algorithm: JwtAlgorithm = "EdDSA"
+    jwt_audience: str = "authgate"
+    jwt_leeway: int = Field(default=30, ge=0, le=60)
+    access_token_ttl: int = Field(default=900, ge=1)
+    refresh_token_ttl: int = Field(default=2_592_000, ge=1)
+    refresh_token_idle_ttl: int = Field(default=1_209_600, ge=1)
+    refresh_reuse_grace: int = Field(default=0, ge=0, le=60)
+    verification_token_ttl: int = Field(default=86_400, ge=1)
+    reset_token_ttl: int = Field(default=1_800, ge=1)
+    email_change_token_ttl: int = Field(default=86_400, ge=1)
+    oauth_code_ttl: int = Field(default=60, ge=1)
+    #: How often a process re-reads the signing key directory (key rotation reaches it by then).
+    key_reload_interval: int = Field(default=30, ge=1, le=60)
+
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    rate_limits_enabled: bool = True
+    introspection_clients: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    secret_key: SecretStr | None = None
+    signing_keys_dir: Path | None = None
+    encryption_keys: SecretStr | None = None
+    keys_dir: Path = Path("./var/keys")
+
+    password_min_length: int = Field(default=15, ge=8, le=64)
+    password_max_length: int = Field(default=256, ge=64, le=1024)
+    #: Argon2id cost. OWASP minimum is m=19 MiB, t=2, p=1; see docs/passwords.md for the measurement.
+    argon2_memory_cost: int = Field(default=19_456, ge=19_456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    #: Threads that hash passwords (0 = one per core) and how many hashes may wait for one.
+    hash_workers: int = Field(default=0, ge=0)
+    hash_queue_limit: int = Field(default=64, ge=1)
+
+    email_backend: EmailBackend = "console"
+    email_from: str = "authgate@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: SmtpTls = "none"
+    smtp_timeout: float = 10.0
+    ses_region: str = "us-east-1"
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+    email_check_deliverability: bool = False
+    #: Run the outbox dispatcher inside ``serve`` (switch off when ``authgate worker`` runs).
+    email_dispatcher_enabled: bool = True
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_retry_base_seconds: float = Field(default=2.0, gt=0)
+    email_poll_interval: float = Field(default=1.0, gt=0)
+    email_sent_retention_days: int = Field(default=7, ge=0)
+
+    oauth_providers: Annotated[list[OAuthProviderConfig], NoDecode] = Field(default_factory=list)
+    oauth_link_by_email: bool = False
+    oauth_http_timeout: float = 10.0
+
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @field_validator(
+        "allowed_redirect_urls", "cors_origins", "trusted_proxies", "introspection_clients",
+        mode="before",
+    )
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("oauth_providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("public_url", "frontend_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        unknown = set(self.rate_limits) - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown rate limit names: {sorted(unknown)}")
+        for item in self.introspection_clients:
+            if ":" not in item:
+                raise ValueError("introspection clients are client_id:secret pairs")
+        if self.cors_origins and "*" in self.cors_origins:
+            raise ValueError("wildcard CORS origin is refused (credentials are allowed)")
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == Environment.production
+
+    @property
+    def redirect_allowlist(self) -> list[str]:
+        return self.allowed_redirect_urls if self.allowed_redirect_urls is not None else [
+            self.frontend_url
+        ]
+
+    @property
+    def cors_allowlist(self) -> list[str]:
+        return self.cors_origins if self.cors_origins is not None else [self.frontend_url]
+
+    @property
+    def effective_rate_limits(self) -> dict[str, str]:
+        return {**DEFAULT_RATE_LIMITS, **self.rate_limits}
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_signing_keys_dir(self) -> Path:
+        return self.signing_keys_dir or self.keys_dir / "signing"
+
+    @property
+    def introspection_credentials(self) -> dict[str, str]:
+        return dict(item.split(":", 1) for item in self.introspection_clients)
+
+    def production_problems(self) -> list[str]:
+        """Every unsafe development default still in force (empty when safe)."""
+        problems: list[str] = []
+        if self.secret_key is None:
+            problems.append("AUTHGATE_SECRET_KEY is missing")
+        elif len(self.secret_key.get_secret_value().encode()) < 32:
+            problems.append("AUTHGATE_SECRET_KEY is shorter than 32 bytes")
+        if self.signing_keys_dir is None:
+            problems.append("AUTHGATE_SIGNING_KEYS_DIR is missing (keys are never generated)")
+        if self.encryption_keys is None:
+            problems.append("AUTHGATE_ENCRYPTION_KEYS is missing")
+        if self.email_backend == "console":
+            problems.append("AUTHGATE_EMAIL_BACKEND is console")
+        if self.is_sqlite and not self.allow_sqlite_in_production:
+            problems.append("SQLite without AUTHGATE_ALLOW_SQLITE_IN_PRODUCTION=true")
+        if any(origin.strip() == "*" for origin in self.cors_allowlist):
+            problems.append("wildcard CORS origin")
+        if not self.public_url.startswith("https://"):
+            problems.append("AUTHGATE_PUBLIC_URL is not https")
+        return problems

@@ -1,0 +1,1 @@
+"""What every feature uses: database, errors, security primitives, store, email, logging."""

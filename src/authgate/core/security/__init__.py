@@ -1,0 +1,1 @@
+"""Security primitives: passwords, JWT and signing keys, opaque tokens, encryption at rest."""
