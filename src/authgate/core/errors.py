@@ -22,8 +22,11 @@ class AuthgateError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        commit: bool = False,
     ) -> None:
         self.detail = detail or self.default_detail
+        #: Keep the unit of work's changes (an audit row, a revocation) although the request fails.
+        self.commit = commit
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
         super().__init__(self.detail)
@@ -88,9 +91,11 @@ class Unauthorized(AuthgateError):
     title = "Unauthorized"
     default_detail = "Authentication is required."
 
-    def __init__(self, detail: str | None = None, *, error: str = "invalid_token") -> None:
+    def __init__(
+        self, detail: str | None = None, *, error: str = "invalid_token", commit: bool = False
+    ) -> None:
         challenge = f'Bearer error="{error}"' if error else "Bearer"
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+        super().__init__(detail, headers={"WWW-Authenticate": challenge}, commit=commit)
 
 
 class NotAuthenticated(Unauthorized):
@@ -124,8 +129,8 @@ class InvalidCredentials(Unauthorized):
     title = "Invalid credentials"
     default_detail = "The email or password is incorrect."
 
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail, error="")
+    def __init__(self, detail: str | None = None, *, commit: bool = False) -> None:
+        super().__init__(detail, error="", commit=commit)
 
 
 class InvalidClient(Unauthorized):

@@ -1,0 +1,62 @@
+# authgate — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help setup run migrate test test-fast lint fmt typecheck bench openapi clean system-deps
+
+help:
+	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite, console email, dev keys)"
+	@echo "make test   - set up and run lint, type checks and the whole suite (SQLite + PostgreSQL)"
+	@echo "make bench  - run the benchmark suite (BENCH_DB=postgres for PostgreSQL)"
+	@echo "make lint | fmt | migrate | openapi"
+
+# uv from PyPI with pip when missing; uv uses the machine's Python (never downloads one).
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: .venv/.synced
+
+migrate: setup
+	$(UV) run --frozen authgate migrate
+
+run: setup
+	@mkdir -p var
+	$(UV) run --frozen authgate migrate
+	$(UV) run --frozen authgate serve --host $(HOST) --port $(PORT)
+
+openapi: setup
+	@$(UV) run --frozen authgate openapi
+
+# Debian packages the test suite runs for real (PostgreSQL server binaries, Redis).
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+lint: setup
+	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen mypy
+
+fmt: setup
+	$(UV) run --frozen ruff format src tests bench
+	$(UV) run --frozen ruff check --fix src tests bench
+
+test: setup system-deps lint
+	$(UV) run --frozen pytest -p no:cacheprovider
+
+test-fast: setup
+	$(UV) run --frozen pytest -p no:cacheprovider -x -q
+
+bench: setup
+	$(UV) run --frozen python -m bench.run
+
+clean:
+	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test suite runs for real and a fresh Debian machine may lack:
+# PostgreSQL server binaries and Redis (apt), Node.js for the local OpenID provider.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v node >/dev/null || need+=(nodejs npm)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing ${need[*]}: run as root or install them" >&2
+    exit 1
+  fi
+  echo "installing ${need[*]} with apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts packaged services where it can; the tests start their own servers.
+  (service redis-server stop || true) >/dev/null 2>&1
+fi

@@ -1,0 +1,1 @@
+"""Single-use opaque tokens sent to users: email links and one-time codes."""

@@ -1,0 +1,120 @@
+"""Issue and consume single-use tokens (verification, reset, email change, OAuth codes).
+
+Only a keyed hash is stored. Issuing a token supersedes every earlier unused token of the same
+kind for the same user, so only the latest link works. Consuming is one atomic conditional
+UPDATE, so a token is spent once even under concurrent use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.core.errors import InvalidToken
+from authgate.core.security.opaque import OpaqueTokens, TokenKind
+from authgate.core.time import utc_now
+from authgate.models import ActionKind, ActionToken
+
+PREFIX: dict[ActionKind, TokenKind] = {
+    ActionKind.verify_email: TokenKind.verification,
+    ActionKind.reset_password: TokenKind.reset,
+    ActionKind.change_email: TokenKind.email_change,
+    ActionKind.oauth_code: TokenKind.oauth_code,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SpentToken:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    data: dict[str, Any] | None
+
+
+class ActionTokenService:
+    def __init__(self, opaque: OpaqueTokens) -> None:
+        self._opaque = opaque
+
+    async def issue(
+        self,
+        db: AsyncSession,
+        kind: ActionKind,
+        user_id: uuid.UUID,
+        ttl_seconds: int,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        now = utc_now()
+        await self.supersede(db, kind, user_id, now)
+        raw, token_hash = self._opaque.new(PREFIX[kind])
+        db.add(
+            ActionToken(
+                user_id=user_id,
+                kind=kind.value,
+                token_hash=token_hash,
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl_seconds),
+                data=data,
+            )
+        )
+        return raw
+
+    async def supersede(
+        self, db: AsyncSession, kind: ActionKind, user_id: uuid.UUID, now: datetime | None = None
+    ) -> None:
+        """Make every unused token of this kind for this user unusable."""
+        await db.execute(
+            update(ActionToken)
+            .where(
+                ActionToken.user_id == user_id,
+                ActionToken.kind == kind.value,
+                ActionToken.used_at.is_(None),
+            )
+            .values(used_at=now or utc_now())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def peek(self, db: AsyncSession, kind: ActionKind, raw: str) -> SpentToken | None:
+        """The token's owner if it is currently usable, without spending it."""
+        if not OpaqueTokens.looks_like(PREFIX[kind], raw):
+            return None
+        result = await db.execute(
+            select(ActionToken).where(
+                ActionToken.token_hash == self._opaque.hash(raw),
+                ActionToken.kind == kind.value,
+                ActionToken.used_at.is_(None),
+                ActionToken.expires_at > utc_now(),
+            )
+        )
+        token = result.scalar_one_or_none()
+        if token is None:
+            return None
+        return SpentToken(token.id, token.user_id, token.created_at, token.data)
+
+    async def consume(self, db: AsyncSession, kind: ActionKind, raw: str) -> SpentToken:
+        """Spend a token or raise InvalidToken (unknown, used, superseded or expired alike)."""
+        if not OpaqueTokens.looks_like(PREFIX[kind], raw):
+            raise InvalidToken()
+        now = utc_now()
+        result = await db.execute(
+            update(ActionToken)
+            .where(
+                ActionToken.token_hash == self._opaque.hash(raw),
+                ActionToken.kind == kind.value,
+                ActionToken.used_at.is_(None),
+                ActionToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(
+                ActionToken.id, ActionToken.user_id, ActionToken.created_at, ActionToken.data
+            )
+            .execution_options(synchronize_session=False)
+        )
+        row = result.first()
+        if row is None:
+            raise InvalidToken()
+        return SpentToken(row[0], row[1], row[2], row[3])

@@ -1,0 +1,98 @@
+"""create_app(settings): the FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+
+from authgate import __version__, problems
+from authgate.auth.router import router as auth_router
+from authgate.config import Settings
+from authgate.core.logging import configure_logging
+from authgate.core.middleware import HardeningMiddleware
+from authgate.ops.router import SWAGGER_ASSETS, ops, well_known
+from authgate.runtime import Runtime
+from authgate.sessions.router import router as sessions_router
+from authgate.users.router import router as users_router
+
+API_PREFIX = "/api/v1"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details; `code` is a stable snake_case identifier.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(settings)
+        app.state.runtime = rt
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.close()
+
+    app = FastAPI(
+        title="authgate",
+        version=__version__,
+        description="Authentication service: accounts, JWT access tokens, rotating refresh tokens.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    problems.install(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_router)
+    api.include_router(users_router)
+    api.include_router(sessions_router)
+    app.include_router(api)
+    app.include_router(well_known)
+    app.include_router(ops)
+    app.mount("/static/docs", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_allowlist,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["Retry-After", "X-Request-ID", "WWW-Authenticate"],
+        max_age=600,
+    )
+    app.add_middleware(HardeningMiddleware, settings=settings)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,69 @@
+"""The audit trail: one row per security event, written in the transaction of the change."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.core.http import ClientInfo
+from authgate.models import AuditEvent
+
+logger = logging.getLogger("authgate.audit")
+
+
+class AuditType(StrEnum):
+    register = "register"
+    email_verified = "email_verified"
+    login_succeeded = "login_succeeded"
+    login_failed = "login_failed"
+    refresh = "refresh"
+    refresh_reuse_detected = "refresh_reuse_detected"
+    logout = "logout"
+    logout_all = "logout_all"
+    session_revoked = "session_revoked"
+    password_reset_requested = "password_reset_requested"
+    password_reset_completed = "password_reset_completed"
+    password_changed = "password_changed"
+    email_change_requested = "email_change_requested"
+    email_change_confirmed = "email_change_confirmed"
+    account_deleted = "account_deleted"
+    user_updated_by_admin = "user_updated_by_admin"
+    oauth_login = "oauth_login"
+    oauth_linked = "oauth_linked"
+    oauth_unlinked = "oauth_unlinked"
+    provider_token_stored = "provider_token_stored"
+    provider_token_refreshed = "provider_token_refreshed"
+    provider_token_revoked = "provider_token_revoked"
+    provider_token_accessed = "provider_token_accessed"
+
+
+class AuditService:
+    def record(
+        self,
+        db: AsyncSession,
+        type_: AuditType,
+        *,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        client: ClientInfo | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        db.add(
+            AuditEvent(
+                type=type_.value,
+                user_id=user_id,
+                session_id=session_id,
+                ip_address=client.ip_address if client else None,
+                user_agent=client.user_agent if client else None,
+                detail=detail or None,
+            )
+        )
+        logger.info(
+            "audit.%s", type_.value,
+            extra={"user_id": str(user_id) if user_id else None,
+                   "session_id": str(session_id) if session_id else None},
+        )

@@ -1,0 +1,154 @@
+"""AuthService: the orchestrator of sign-up and sign-in. It sequences; the specialists decide.
+
+Enumeration: register answers the same whatever the address; login takes the same path (a
+password verification against a dummy hash for unknown emails) and gives the same 401 for an
+unknown email, a wrong password and a disabled account; 403 ``email_not_verified`` only after
+a correct password.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit import AuditService, AuditType
+from authgate.config import Settings
+from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.errors import EmailNotVerified, InvalidCredentials
+from authgate.core.http import ClientInfo
+from authgate.core.metrics import LOGINS
+from authgate.core.security.passwords import PasswordService
+from authgate.core.time import utc_now
+from authgate.models import User
+from authgate.password_reset.service import PasswordResetService
+from authgate.sessions.service import IssuedTokens, SessionService
+from authgate.users.emails import normalize_email, try_normalize_email
+from authgate.users.repository import UserRepository, email_key
+from authgate.verification.service import VerificationService
+
+logger = logging.getLogger("authgate.auth")
+
+
+class AuthService:
+    def __init__(
+        self,
+        settings: Settings,
+        passwords: PasswordService,
+        sessions: SessionService,
+        verification: VerificationService,
+        password_reset: PasswordResetService,
+        email: EmailService,
+        audit: AuditService,
+        users: UserRepository,
+    ) -> None:
+        self._settings = settings
+        self._passwords = passwords
+        self._sessions = sessions
+        self._verification = verification
+        self._reset = password_reset
+        self._email = email
+        self._audit = audit
+        self._users = users
+
+    async def register(
+        self, db: AsyncSession, email: str, password: str, name: str | None, client: ClientInfo
+    ) -> None:
+        address = normalize_email(
+            email, check_deliverability=self._settings.email_check_deliverability
+        )
+        password = self._passwords.validate(
+            password, context=[address, address.split("@", 1)[0], name]
+        )
+        # Hash whatever happens next, so an existing address costs the same time as a new one.
+        password_hash = await self._passwords.hash(password)
+        existing = await self._users.by_email(db, address)
+        if existing is None:
+            existing = await self._create(db, address, name, password_hash)
+            if existing is None:
+                self._audit.record(db, AuditType.register, client=client)
+                return
+        await self._register_again(db, existing, name, password_hash)
+
+    async def _create(
+        self, db: AsyncSession, address: str, name: str | None, password_hash: str
+    ) -> User | None:
+        """Insert a new user; on a concurrent insert of the same address return that user."""
+        user = User(email=address, email_key=email_key(address), name=name, password_hash=password_hash)
+        try:
+            async with db.begin_nested():
+                db.add(user)
+                await db.flush()
+        except IntegrityError:
+            return await self._users.by_email(db, address)
+        await self._verification.send_verification(db, user)
+        return None
+
+    async def _register_again(
+        self, db: AsyncSession, user: User, name: str | None, password_hash: str
+    ) -> None:
+        if user.email_verified or not user.is_active:
+            # The owner hears about it; the caller learns nothing.
+            await self._email.enqueue(
+                db,
+                to=user.email,
+                template=EmailTemplate.register_existing,
+                context={
+                    "name": user.name,
+                    "login_url": f"{self._settings.frontend_url}/login",
+                    "reset_url": f"{self._settings.frontend_url}/forgot-password",
+                },
+                user_id=user.id,
+            )
+            return
+        # Unverified: the latest registration wins (its password, its link); earlier links die.
+        user.password_hash = password_hash
+        user.password_changed_at = utc_now()
+        if name is not None:
+            user.name = name
+        await self._sessions.end_all(db, user, reason="registration_replaced")
+        await self._verification.send_verification(db, user)
+
+    async def resend_verification(self, db: AsyncSession, email: str) -> None:
+        address = try_normalize_email(email)
+        user = await self._users.by_email(db, address) if address else None
+        if user is not None and user.is_active and not user.email_verified:
+            await self._verification.send_verification(db, user)
+
+    async def authenticate(
+        self, db: AsyncSession, email: str, password: str, client: ClientInfo
+    ) -> User:
+        """The user whose password this is, or InvalidCredentials (same for every failure)."""
+        address = try_normalize_email(email)
+        user = await self._users.by_email(db, address) if address else None
+        ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
+        if user is None or not ok or not user.is_active:
+            self._audit.record(
+                db, AuditType.login_failed, user_id=user.id if user else None, client=client,
+                detail={"reason": "unknown" if user is None else "password" if not ok else "disabled"},
+            )
+            LOGINS.labels("failed").inc()
+            raise InvalidCredentials(commit=True)
+        if new_hash is not None:
+            user.password_hash = new_hash
+        return user
+
+    async def login(
+        self, db: AsyncSession, email: str, password: str, client: ClientInfo
+    ) -> IssuedTokens:
+        user = await self.authenticate(db, email, password, client)
+        if not user.email_verified:
+            LOGINS.labels("unverified").inc()
+            raise EmailNotVerified(commit=True)
+        user.last_login_at = utc_now()
+        issued = await self._sessions.open(db, user, client, method="password")
+        self._audit.record(
+            db, AuditType.login_succeeded, user_id=user.id, session_id=issued.session.id,
+            client=client,
+        )
+        LOGINS.labels("succeeded").inc()
+        return issued
+
+    async def forgot_password(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
+        await self._reset.request(db, try_normalize_email(email), client)

@@ -1,0 +1,147 @@
+"""The ``authgate`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+
+from authgate.config import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "authgate.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=False,  # client IPs are resolved from AUTHGATE_TRUSTED_PROXIES only
+        server_header=False,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from authgate.core.migrate import upgrade
+
+    upgrade(_settings())
+    print("database is at the latest revision")  # noqa: T201
+    return 0
+
+
+def cmd_openapi(_args: argparse.Namespace) -> int:
+    from authgate.app import create_app
+
+    app = create_app(_settings())
+    print(json.dumps(app.openapi(), indent=2))  # noqa: T201
+    return 0
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    from authgate.core.email import run_worker
+    from authgate.core.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from authgate.core.security.keys import KeyRingError, SigningKeyRing
+
+    settings = _settings()
+    directory = settings.effective_signing_keys_dir
+    try:
+        if args.keys_command == "rotate":
+            kid = SigningKeyRing.rotate(directory, settings.jwt_algorithm)
+            print(f"new signing key {kid} is current; running processes pick it up "  # noqa: T201
+                  f"within {settings.key_reload_interval}s")
+        elif args.keys_command == "list":
+            for info in SigningKeyRing.list(directory):
+                flag = "current" if info.current else ""
+                print(f"{info.kid}\t{info.alg}\t{info.created_at}\t{flag}")  # noqa: T201
+        elif args.keys_command == "retire":
+            SigningKeyRing.retire(directory, args.kid)
+            print(f"retired {args.kid}")  # noqa: T201
+        elif args.keys_command == "reencrypt":
+            from authgate.housekeeping import reencrypt_all
+
+            count = asyncio.run(reencrypt_all(settings))
+            print(f"re-encrypted {count} values with the current key")  # noqa: T201
+    except KeyRingError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from authgate.housekeeping import create_admin
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass()
+    asyncio.run(create_admin(_settings(), args.email, password))
+    print(f"superuser {args.email} is ready")  # noqa: T201
+    return 0
+
+
+def cmd_purge_expired(_args: argparse.Namespace) -> int:
+    from authgate.housekeeping import purge_expired
+
+    counts = asyncio.run(purge_expired(_settings()))
+    print(json.dumps(counts))  # noqa: T201
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authgate", description="authgate authentication service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(func=cmd_openapi)
+    sub.add_parser("worker", help="run the email outbox dispatcher").set_defaults(func=cmd_worker)
+    sub.add_parser("purge-expired", help="delete expired tokens and sessions").set_defaults(
+        func=cmd_purge_expired
+    )
+
+    admin = sub.add_parser("create-admin", help="create (or promote) a verified superuser")
+    admin.add_argument("email")
+    admin.add_argument("--password-stdin", action="store_true")
+    admin.set_defaults(func=cmd_create_admin)
+
+    keys = sub.add_parser("keys", help="manage the signing and encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("rotate", help="make a new signing key current")
+    keys_sub.add_parser("list", help="list signing keys (no private material)")
+    retire = keys_sub.add_parser("retire", help="remove an old signing key")
+    retire.add_argument("kid")
+    keys_sub.add_parser("reencrypt", help="re-encrypt stored secrets with the current key")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

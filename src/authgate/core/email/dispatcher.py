@@ -1,0 +1,407 @@
+"""EmailDispatcher: deliver the outbox, at least once and (in practice) exactly once.
+
+Each batch is claimed in a short transaction: due rows (``pending`` whose ``next_attempt_at``
+has come, or ``sending`` whose lease ``claimed_until`` has run out because a worker died) are
+marked ``sending`` with this worker's id and a lease, and committed. Sending happens outside any
+transaction; the result is then recorded by a conditional UPDATE that only succeeds while this
+worker still holds the claim. Success wipes the encrypted payload; a transient failure schedules
+a retry with exponential back-off and full jitter; a permanent failure, or the last allowed
+attempt, moves the row to ``dead`` (see :func:`dead_letters`).
+
+On PostgreSQL any number of dispatchers may run: the claim uses ``FOR UPDATE SKIP LOCKED`` and a
+conditional ``UPDATE ... WHERE status = ...``, so each row is claimed by one worker at a time.
+
+**One dispatcher per SQLite database.** SQLite has no ``SKIP LOCKED``; the conditional UPDATE
+still keeps one process from sending a row twice, but run either ``serve`` with its built-in
+dispatcher or a single ``authgate worker``, never both (``AUTHGATE_EMAIL_DISPATCHER_ENABLED=false``
+switches the one in ``serve`` off).
+
+A provider that is slow, failing or unreachable only delays the outbox: the dispatcher is its
+own task and nothing on the request path ever awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authgate.config import Settings
+from authgate.core.db import make_engine, make_sessionmaker
+from authgate.core.email.backends import (
+    EmailBackend,
+    EmailDeliveryError,
+    OutgoingEmail,
+    PermanentEmailError,
+    TransientEmailError,
+    make_backend,
+)
+from authgate.core.email.service import EmailService
+from authgate.core.metrics import EMAIL_DEAD, EMAIL_RETRIED, EMAIL_SENT
+from authgate.core.security.crypto import DecryptionError, EncryptionService
+from authgate.core.security.secrets import encryption_keys
+from authgate.core.time import utc_now
+from authgate.models.email_outbox import EmailOutbox, OutboxStatus
+
+logger = logging.getLogger("authgate.email")
+
+#: How long a claim is held; a row whose lease ran out is taken over by another worker.
+CLAIM_LEASE = timedelta(seconds=60)
+#: Hard bound on one send, well inside the lease so a slow provider cannot outlive it.
+SEND_TIMEOUT = 30.0
+#: Messages in flight at once per dispatcher.
+SEND_CONCURRENCY = 4
+#: Longest pause between two attempts.
+RETRY_CAP_SECONDS = 3600.0
+#: How often the loop deletes old sent rows.
+PRUNE_INTERVAL = timedelta(hours=1)
+#: How long ``stop()`` waits for in-flight sends before cancelling them (claims are released).
+STOP_TIMEOUT = SEND_TIMEOUT + 5
+
+_random = random.SystemRandom()
+
+
+def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP_SECONDS) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempts-1))] after ``attempts`` tries."""
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    return _random.uniform(0, ceiling)
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(EmailOutbox.status == OutboxStatus.pending, EmailOutbox.next_attempt_at <= now),
+        and_(EmailOutbox.status == OutboxStatus.sending, EmailOutbox.claimed_until < now),
+    )
+
+
+async def dead_letters(db: AsyncSession, *, limit: int = 100) -> Sequence[EmailOutbox]:
+    """Dead messages, newest first, for operators (``last_error`` says why)."""
+    stmt = (
+        select(EmailOutbox)
+        .where(EmailOutbox.status == OutboxStatus.dead)
+        .order_by(EmailOutbox.created_at.desc())
+        .limit(limit)
+    )
+    return (await db.scalars(stmt)).all()
+
+
+async def requeue_dead(db: AsyncSession, outbox_id: uuid.UUID) -> bool:
+    """Give a dead message a fresh set of attempts (after fixing the cause). Caller commits."""
+    result = await db.execute(
+        update(EmailOutbox)
+        .where(EmailOutbox.id == outbox_id, EmailOutbox.status == OutboxStatus.dead)
+        .where(EmailOutbox.payload_ciphertext.is_not(None))
+        .values(status=OutboxStatus.pending, attempts=0, next_attempt_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class EmailDispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        service: EmailService,
+        backend: EmailBackend,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._service = service
+        self._backend = backend
+        self.worker_id = (worker_id or _default_worker_id())[:64]
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune: datetime | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the delivery loop as a background task (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name=f"email-dispatcher:{self.worker_id}")
+        logger.info("email.dispatcher.started", extra={"worker_id": self.worker_id})
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight sends finish (up to ``STOP_TIMEOUT``), release the rest.
+
+        A claimed message is always either recorded as sent/failed or released to ``pending``.
+        """
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        logger.info("email.dispatcher.stopped", extra={"worker_id": self.worker_id})
+
+    def notify(self) -> None:
+        """Wake the loop now (after a commit that queued mail). Safe to call any time."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        interval = self._settings.email_poll_interval
+        while not self._stopping:
+            batch = 50
+            try:
+                processed = await self.run_once(batch)
+                await self._maybe_prune()
+            except (SQLAlchemyError, OSError) as exc:
+                # The database is unavailable: wait and retry; nothing is lost.
+                logger.warning(
+                    "email.dispatcher.db_error",
+                    extra={"worker_id": self.worker_id, "error": type(exc).__name__},
+                )
+                processed = 0
+            if processed >= batch or self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+
+    async def _maybe_prune(self) -> None:
+        now = utc_now()
+        if self._last_prune is None or now - self._last_prune >= PRUNE_INTERVAL:
+            self._last_prune = now
+            await self.prune()
+
+    # -- one batch ------------------------------------------------------------------------
+
+    async def run_once(self, limit: int = 50) -> int:
+        """Claim up to ``limit`` due messages and try each once; return how many were tried."""
+        if self._stopping and self._task is None:
+            return 0
+        rows = await self._claim(limit)
+        if not rows:
+            return 0
+        unsent = {row.id for row in rows}
+        semaphore = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def deliver(row: EmailOutbox) -> None:
+            async with semaphore:
+                if self._stopping:
+                    return
+                await self._deliver(row)
+                unsent.discard(row.id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for row in rows:
+                    group.create_task(deliver(row))
+        finally:
+            if unsent:
+                await asyncio.shield(self._release(set(unsent)))
+        return len(rows) - len(unsent)
+
+    async def _claim(self, limit: int) -> list[EmailOutbox]:
+        now = utc_now()
+        async with self._sessionmaker() as db, db.begin():
+            candidates = (
+                select(EmailOutbox.id)
+                .where(_due(now))
+                .order_by(EmailOutbox.next_attempt_at)
+                .limit(limit)
+            )
+            if not self._settings.is_sqlite:
+                candidates = candidates.with_for_update(skip_locked=True)
+            ids = list((await db.scalars(candidates)).all())
+            if not ids:
+                return []
+            # Conditional: a row someone else claimed in between no longer matches ``_due``.
+            # An abandoned claim counts as an attempt, so a message that kills its worker
+            # cannot loop for ever.
+            claimed = await db.execute(
+                update(EmailOutbox)
+                .where(EmailOutbox.id.in_(ids), _due(now))
+                .values(
+                    status=OutboxStatus.sending,
+                    claimed_by=self.worker_id,
+                    claimed_until=now + CLAIM_LEASE,
+                    attempts=case(
+                        (EmailOutbox.status == OutboxStatus.sending, EmailOutbox.attempts + 1),
+                        else_=EmailOutbox.attempts,
+                    ),
+                )
+                .returning(EmailOutbox.id)
+                .execution_options(synchronize_session=False)
+            )
+            claimed_ids = list(claimed.scalars().all())
+            if not claimed_ids:
+                return []
+            rows = await db.scalars(select(EmailOutbox).where(EmailOutbox.id.in_(claimed_ids)))
+            return list(rows.all())
+
+    async def _deliver(self, row: EmailOutbox) -> None:
+        message: OutgoingEmail | None = None
+        try:
+            try:
+                message = self._service.build(row)
+            except (DecryptionError, ValueError, LookupError) as exc:
+                # Undecryptable (key removed) or unrenderable: no retry can fix it.
+                raise PermanentEmailError(f"cannot build message: {type(exc).__name__}") from None
+            try:
+                message_id = await asyncio.wait_for(self._backend.send(message), SEND_TIMEOUT)
+            except TimeoutError:
+                raise TransientEmailError("send timed out") from None
+        except EmailDeliveryError as exc:
+            await asyncio.shield(self._record_failure(row, exc))
+            return
+        await asyncio.shield(self._record_sent(row, message_id))
+
+    def _owned(self, row: EmailOutbox) -> Any:
+        return and_(
+            EmailOutbox.id == row.id,
+            EmailOutbox.status == OutboxStatus.sending,
+            EmailOutbox.claimed_by == self.worker_id,
+        )
+
+    async def _record_sent(self, row: EmailOutbox, provider_message_id: str | None) -> None:
+        now = utc_now()
+        async with self._sessionmaker() as db, db.begin():
+            result = await db.execute(
+                update(EmailOutbox)
+                .where(self._owned(row))
+                .values(
+                    status=OutboxStatus.sent,
+                    sent_at=now,
+                    attempts=EmailOutbox.attempts + 1,
+                    provider_message_id=(provider_message_id or "")[:256] or None,
+                    payload_ciphertext=None,
+                    claimed_by=None,
+                    claimed_until=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        EMAIL_SENT.labels(backend=self._backend.name).inc()
+        self._log(row, "email.sent", attempts=row.attempts + 1, lost_claim=not _rowcount(result))
+
+    async def _record_failure(self, row: EmailOutbox, exc: EmailDeliveryError) -> None:
+        attempts = row.attempts + 1
+        dead = isinstance(exc, PermanentEmailError) or attempts >= self._settings.email_max_attempts
+        now = utc_now()
+        values: dict[str, Any] = {
+            "attempts": EmailOutbox.attempts + 1,
+            "last_error": exc.reason,
+            "claimed_by": None,
+            "claimed_until": None,
+        }
+        if dead:
+            values["status"] = OutboxStatus.dead
+        else:
+            delay = retry_delay(attempts, self._settings.email_retry_base_seconds)
+            values["status"] = OutboxStatus.pending
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+        async with self._sessionmaker() as db, db.begin():
+            await db.execute(
+                update(EmailOutbox)
+                .where(self._owned(row))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        if dead:
+            EMAIL_DEAD.labels(backend=self._backend.name).inc()
+            self._log(row, "email.dead", attempts=attempts, error=exc.reason, level=logging.ERROR)
+        else:
+            EMAIL_RETRIED.labels(backend=self._backend.name).inc()
+            self._log(
+                row, "email.retry", attempts=attempts, error=exc.reason, level=logging.WARNING
+            )
+
+    async def _release(self, ids: set[uuid.UUID]) -> None:
+        """Hand claimed-but-untried rows back (graceful stop): pending again, due now."""
+        async with self._sessionmaker() as db, db.begin():
+            await db.execute(
+                update(EmailOutbox)
+                .where(
+                    EmailOutbox.id.in_(ids),
+                    EmailOutbox.status == OutboxStatus.sending,
+                    EmailOutbox.claimed_by == self.worker_id,
+                )
+                .values(status=OutboxStatus.pending, claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        logger.info("email.released", extra={"worker_id": self.worker_id, "count": len(ids)})
+
+    async def prune(self) -> int:
+        """Delete sent rows older than ``email_sent_retention_days``; return how many."""
+        cutoff = utc_now() - timedelta(days=self._settings.email_sent_retention_days)
+        async with self._sessionmaker() as db, db.begin():
+            result = await db.execute(
+                delete(EmailOutbox)
+                .where(EmailOutbox.status == OutboxStatus.sent, EmailOutbox.sent_at < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+        count = _rowcount(result)
+        if count:
+            logger.info("email.pruned", extra={"count": count})
+        return count
+
+    def _log(
+        self, row: EmailOutbox, event: str, *, level: int = logging.INFO, **fields: Any
+    ) -> None:
+        logger.log(
+            level,
+            event,
+            extra={
+                "outbox_id": str(row.id),
+                "template": row.template,
+                "recipient_domain": row.to_address.rpartition("@")[2].lower(),
+                "backend": self._backend.name,
+                "worker_id": self.worker_id,
+                **fields,
+            },
+        )
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``authgate worker``: run a dispatcher until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    engine = make_engine(settings)
+    backend = make_backend(settings)
+    service = EmailService(settings, EncryptionService(encryption_keys(settings)))
+    dispatcher = EmailDispatcher(settings, make_sessionmaker(engine), service, backend)
+    try:
+        await dispatcher.start()
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        await backend.close()
+        await engine.dispose()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

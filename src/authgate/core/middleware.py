@@ -1,0 +1,137 @@
+"""Pure ASGI middleware: request id, security headers, body limits and JSON-only bodies."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authgate.config import Settings
+from authgate.core.errors import PayloadTooLarge, problem_body
+from authgate.core.logging import request_id_var
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
+#: Routes that take form bodies (OAuth2 token endpoint) rather than JSON.
+FORM_PATHS = ("/api/v1/auth/token",)
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class _TooLarge(PayloadTooLarge):
+    """Raised from ``receive``: FastAPI renders it through the AuthgateError handler."""
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str,
+                        extra_headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps(problem_body(status, code, title, detail)).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra_headers,
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+class HardeningMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.max_body = settings.max_body_bytes
+        self.hsts = settings.public_url.startswith("https://")
+
+    def _headers(self, path: str, request_id: str) -> list[tuple[bytes, bytes]]:
+        docs = path.startswith("/docs") or path.startswith("/static/docs")
+        headers = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", DOCS_CSP if docs else API_CSP),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if not path.startswith("/static/"):
+            headers.append((b"cache-control", b"no-store"))
+        if self.hsts:
+            headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+        return headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_headers: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:
+            raw_headers.setdefault(key.lower(), value)
+        incoming = raw_headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        path: str = scope["path"]
+        extra = self._headers(path, request_id)
+        try:
+            refused = self._refuse(scope, raw_headers)
+            if refused is not None:
+                await _send_problem(send, *refused, extra)
+                return
+            await self._call(scope, receive, send, extra)
+        finally:
+            request_id_var.reset(token)
+
+    def _refuse(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[int, str, str, str] | None:
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_large = int(length) > self.max_body
+            except ValueError:
+                return 400, "bad_request", "Bad request", "Invalid Content-Length."
+            if too_large:
+                return 413, "payload_too_large", "Payload too large", "The request body is too large."
+        method = scope["method"]
+        path: str = scope["path"]
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        if method in BODY_METHODS and has_body and path.startswith("/api/") and path not in FORM_PATHS:
+            ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if ctype != b"application/json" and not ctype.endswith(b"+json"):
+                return (415, "unsupported_media_type", "Unsupported media type",
+                        "The request body must be application/json.")
+        return None
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send,
+                    extra: list[tuple[bytes, bytes]]) -> None:
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                existing = {k.lower() for k, _ in message.get("headers", [])}
+                headers: list[Any] = list(message.get("headers", []))
+                headers.extend((k, v) for k, v in extra if k not in existing)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _TooLarge:
+            if not started:
+                await _send_problem(send, 413, "payload_too_large", "Payload too large",
+                                    "The request body is too large.", extra)

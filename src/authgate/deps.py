@@ -1,0 +1,139 @@
+"""Dependencies shared by the routers, as ``Annotated`` aliases that read like signatures."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.config import Settings
+from authgate.core.errors import (
+    AuthgateError,
+    Forbidden,
+    InvalidAccessToken,
+    NotAuthenticated,
+)
+from authgate.core.http import ClientInfo
+from authgate.core.security.jwt import AccessClaims
+from authgate.models import AuthSession, User
+from authgate.runtime import Runtime
+
+#: Larger Authorization headers are refused before any parsing.
+MAX_AUTHORIZATION_HEADER = 8 * 1024
+
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token", auto_error=False, scheme_name="BearerToken"
+)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed when the handler returns, before the response
+    is sent (``scope="function"``); rolled back on error unless the error asks to keep the
+    changes (an audit row, a revocation)."""
+    async with runtime.sessionmaker() as session:
+        try:
+            yield session
+        except AuthgateError as exc:
+            if exc.commit:
+                await session.commit()
+                _notify(runtime, session)
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+            _notify(runtime, session)
+
+
+def _notify(runtime: Runtime, session: AsyncSession) -> None:
+    if session.info.pop("outbox_dirty", False) and runtime.dispatcher is not None:
+        runtime.dispatcher.notify()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+
+
+def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
+    return runtime.clients.info(request)
+
+
+ClientDep = Annotated[ClientInfo, Depends(get_client)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    session: AuthSession
+    claims: AccessClaims
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise NotAuthenticated()
+    if len(header) > MAX_AUTHORIZATION_HEADER:
+        raise InvalidAccessToken("The Authorization header is too large.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated()
+    return token.strip()
+
+
+async def get_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    _token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    """The caller behind the bearer token (see ``SessionService.check_access``)."""
+    user, session, claims = await runtime.sessions.check_access(db, bearer_token(request))
+    return Principal(user, session, claims)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_superuser(principal: CurrentPrincipal) -> User:
+    if not principal.user.is_superuser:
+        raise Forbidden("Administrator rights are required.")
+    return principal.user
+
+
+Superuser = Annotated[User, Depends(get_superuser)]
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Well-known documents, health, metrics and the local API docs."""

@@ -1,0 +1,94 @@
+"""PasswordResetService: forgot-password links and the reset itself.
+
+A reset token is opaque, keyed-hashed, single use and short-lived; a newer token supersedes it,
+and any password change (reset, change, admin) supersedes every outstanding one. A reset ends
+every session, does not sign the user in, and sends a notice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.action_tokens.service import ActionTokenService
+from authgate.audit import AuditService, AuditType
+from authgate.config import Settings
+from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.errors import InvalidToken
+from authgate.core.http import ClientInfo
+from authgate.core.security.passwords import PasswordService
+from authgate.core.time import utc_now
+from authgate.models import ActionKind, User
+from authgate.sessions.service import SessionService
+from authgate.users.repository import UserRepository
+
+
+def password_context(user: User) -> list[str | None]:
+    """Context words the policy refuses as (most of) a password."""
+    return [user.email, user.email.split("@", 1)[0], user.name]
+
+
+class PasswordResetService:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: ActionTokenService,
+        passwords: PasswordService,
+        sessions: SessionService,
+        email: EmailService,
+        audit: AuditService,
+        users: UserRepository,
+    ) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._passwords = passwords
+        self._sessions = sessions
+        self._email = email
+        self._audit = audit
+        self._users = users
+
+    async def request(self, db: AsyncSession, normalized_email: str | None, client: ClientInfo) -> None:
+        """Send a link if the account exists and is active; the caller answers the same either way."""
+        user = await self._users.by_email(db, normalized_email) if normalized_email else None
+        if user is None or not user.is_active:
+            return
+        ttl = self._settings.reset_token_ttl
+        token = await self._tokens.issue(db, ActionKind.reset_password, user.id, ttl)
+        await self._email.enqueue(
+            db,
+            to=user.email,
+            template=EmailTemplate.password_reset,
+            context={
+                "name": user.name,
+                "link": f"{self._settings.frontend_url}/reset-password?token={token}",
+                "expires_minutes": max(1, ttl // 60),
+            },
+            user_id=user.id,
+        )
+        self._audit.record(db, AuditType.password_reset_requested, user_id=user.id, client=client)
+
+    async def reset(
+        self, db: AsyncSession, token: str, new_password: str, client: ClientInfo
+    ) -> User:
+        # Check the policy before spending the token: a refused password leaves it usable.
+        pending = await self._tokens.peek(db, ActionKind.reset_password, token)
+        user = await self._users.by_id(db, pending.user_id) if pending else None
+        if pending is None or user is None:
+            raise InvalidToken()
+        self._passwords.validate(new_password, context=password_context(user))
+        spent = await self._tokens.consume(db, ActionKind.reset_password, token)
+        if spent.user_id != user.id:
+            raise InvalidToken()
+        await self.set_password(db, user, new_password)
+        await self._sessions.end_all(db, user, reason="password_reset")
+        self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
+        await self._email.enqueue(
+            db, to=user.email, template=EmailTemplate.password_changed,
+            context={"name": user.name}, user_id=user.id,
+        )
+        return user
+
+    async def set_password(self, db: AsyncSession, user: User, new_password: str) -> None:
+        """Hash and store a (validated) password; outstanding reset links stop working."""
+        user.password_hash = await self._passwords.hash(new_password)
+        user.password_changed_at = utc_now()
+        await self._tokens.supersede(db, ActionKind.reset_password, user.id)

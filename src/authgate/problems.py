@@ -1,0 +1,105 @@
+"""RFC 9457 rendering: every non-2xx response (outside /auth/token) is problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from authgate.core.errors import AuthgateError, problem_body
+
+logger = logging.getLogger("authgate.http")
+
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("rate_limited", "Too many requests"),
+}
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors without the offending input (it may be a password)."""
+    cleaned: list[dict[str, Any]] = []
+    for error in errors:
+        cleaned.append(
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+        )
+    return cleaned
+
+
+async def _authgate_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthgateError)  # noqa: S101
+    return problem_response(exc.status, exc.to_problem(), exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    body = problem_body(
+        422, "validation_error", "Validation error", "The request is not valid.",
+        errors=_clean_errors(exc.errors()),
+    )
+    return problem_response(422, body)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404:
+        detail = "The resource does not exist."
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return problem_response(exc.status_code, problem_body(exc.status_code, code, title, detail), headers)
+
+
+async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+    # Logged with its type only: a message may carry SQL or values; never sent to the client.
+    logger.error("http.unhandled_error", extra={"error_type": type(exc).__name__}, exc_info=exc)
+    body = problem_body(500, "internal_error", "Internal server error", "An unexpected error occurred.")
+    return problem_response(500, body)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AuthgateError, _authgate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented as a problem+json body."""
+    descriptions = {
+        400: "Bad request", 401: "Not authenticated or invalid token", 403: "Forbidden",
+        404: "Not found", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
+        422: "Validation error", 429: "Rate limited", 503: "Service unavailable",
+    }
+    return {
+        status: {
+            "description": descriptions.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

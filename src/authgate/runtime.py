@@ -1,0 +1,112 @@
+"""Everything a running process holds, built from Settings by ``create_app`` (or the worker/CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from authgate.action_tokens.service import ActionTokenService
+from authgate.audit import AuditService
+from authgate.auth.service import AuthService
+from authgate.config import Settings
+from authgate.core.db import make_engine, make_sessionmaker
+from authgate.core.email import EmailDispatcher, EmailService, make_backend
+from authgate.core.http import ClientResolver
+from authgate.core.security import secrets
+from authgate.core.security.crypto import EncryptionService
+from authgate.core.security.jwt import JWTService
+from authgate.core.security.keys import SigningKeyRing
+from authgate.core.security.opaque import OpaqueTokens
+from authgate.core.security.passwords import PasswordService
+from authgate.password_reset.service import PasswordResetService
+from authgate.sessions.service import SessionService
+from authgate.users.repository import UserRepository
+from authgate.users.service import UserService
+from authgate.verification.service import VerificationService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    ring: SigningKeyRing
+    jwt: JWTService
+    passwords: PasswordService
+    opaque: OpaqueTokens
+    encryption: EncryptionService
+    email: EmailService
+    dispatcher: EmailDispatcher | None
+    audit: AuditService
+    users_repo: UserRepository
+    sessions: SessionService
+    action_tokens: ActionTokenService
+    verification: VerificationService
+    password_reset: PasswordResetService
+    auth: AuthService
+    users: UserService
+    clients: ClientResolver
+
+    @classmethod
+    def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
+        problems = settings.production_problems() if settings.is_production else []
+        if problems:
+            raise RuntimeError("refusing to start in production: " + "; ".join(problems))
+        engine = make_engine(settings)
+        maker = make_sessionmaker(engine)
+        ring = SigningKeyRing.from_settings(settings)
+        jwt = JWTService(settings, ring)
+        passwords = PasswordService(settings)
+        opaque = OpaqueTokens(secrets.secret_key(settings))
+        encryption = EncryptionService(secrets.encryption_keys(settings))
+        email = EmailService(settings, encryption)
+        dispatch = settings.email_dispatcher_enabled if with_dispatcher is None else with_dispatcher
+        dispatcher = (
+            EmailDispatcher(settings, maker, email, make_backend(settings)) if dispatch else None
+        )
+        audit = AuditService()
+        users_repo = UserRepository()
+        sessions = SessionService(settings, jwt, opaque, audit, email)
+        action_tokens = ActionTokenService(opaque)
+        verification = VerificationService(settings, action_tokens, email, audit, users_repo)
+        password_reset = PasswordResetService(
+            settings, action_tokens, passwords, sessions, email, audit, users_repo
+        )
+        auth = AuthService(
+            settings, passwords, sessions, verification, password_reset, email, audit, users_repo
+        )
+        users = UserService(
+            passwords, sessions, verification, password_reset, email, audit, users_repo
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=maker,
+            ring=ring,
+            jwt=jwt,
+            passwords=passwords,
+            opaque=opaque,
+            encryption=encryption,
+            email=email,
+            dispatcher=dispatcher,
+            audit=audit,
+            users_repo=users_repo,
+            sessions=sessions,
+            action_tokens=action_tokens,
+            verification=verification,
+            password_reset=password_reset,
+            auth=auth,
+            users=users,
+            clients=ClientResolver(settings),
+        )
+
+    async def start(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+
+    async def close(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        await self.passwords.close()
+        await self.engine.dispose()

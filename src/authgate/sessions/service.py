@@ -1,0 +1,300 @@
+"""Sessions as refresh-token families: open, rotate with reuse detection, revoke.
+
+A session is one sign-in; its refresh tokens form a chain (each spent token names its parent).
+Refresh spends the presented token with one atomic conditional UPDATE and issues its successor.
+Presenting a spent token again is reuse (RFC 9700 §4.14.2): the whole session is revoked, so
+its refresh *and* access tokens stop working — unless AUTHGATE_REFRESH_REUSE_GRACE allows the
+replay of the *just*-rotated token, in which case the same successor pair is handed back. The
+successor is derived from its parent with the server key (``OpaqueTokens.derive``), so handing it
+back again never needs a raw token in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit import AuditService, AuditType
+from authgate.config import Settings
+from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.errors import InvalidAccessToken, InvalidRefreshToken, NotFound, TokenExpired
+from authgate.core.http import ClientInfo
+from authgate.core.metrics import REFRESHES, TOKEN_REUSE
+from authgate.core.security.jwt import AccessClaims, JWTService
+from authgate.core.security.opaque import OpaqueTokens, TokenKind
+from authgate.core.time import utc_now
+from authgate.models import AuthSession, RefreshToken, User
+from authgate.sessions.repository import SessionRepository
+
+logger = logging.getLogger("authgate.sessions")
+
+_SUCCESSOR = "refresh-successor"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    claims: AccessClaims
+    refresh_token: str
+    refresh_expires_at: datetime
+    session: AuthSession
+
+    def expires_in(self) -> int:
+        return self.claims.exp - self.claims.iat
+
+    def refresh_expires_in(self) -> int:
+        return max(0, math.floor((self.refresh_expires_at - utc_now()).total_seconds()))
+
+
+class SessionService:
+    def __init__(
+        self,
+        settings: Settings,
+        jwt: JWTService,
+        opaque: OpaqueTokens,
+        audit: AuditService,
+        email: EmailService,
+        repository: SessionRepository | None = None,
+    ) -> None:
+        self._settings = settings
+        self._jwt = jwt
+        self._opaque = opaque
+        self._audit = audit
+        self._email = email
+        self._repo = repository or SessionRepository()
+
+    # -- opening and refreshing ------------------------------------------------------------
+
+    async def open(
+        self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
+    ) -> IssuedTokens:
+        now = utc_now()
+        session = AuthSession(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=self._settings.refresh_token_ttl),
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+            auth_method=method,
+        )
+        db.add(session)
+        raw, token_hash = self._opaque.new(TokenKind.refresh)
+        token = self._new_token(session, token_hash, None, now, client)
+        db.add(token)
+        await db.flush()
+        return self._issue(session, raw, token)
+
+    async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
+        if not OpaqueTokens.looks_like(TokenKind.refresh, raw):
+            REFRESHES.labels("invalid").inc()
+            raise InvalidRefreshToken()
+        now = utc_now()
+        token_hash = self._opaque.hash(raw)
+        spent = await self._repo.spend_refresh_token(db, token_hash, now)
+        if spent is not None:
+            token_id, session_id = spent
+            session = await self._repo.get_session(db, session_id)
+            assert session is not None  # the UPDATE matched a live session  # noqa: S101
+            successor_raw, successor_hash = self._opaque.derive(TokenKind.refresh, raw, _SUCCESSOR)
+            successor = self._new_token(session, successor_hash, token_id, now, client)
+            db.add(successor)
+            session.last_used_at = now
+            if client.ip_address:
+                session.ip_address = client.ip_address
+            if client.user_agent:
+                session.user_agent = client.user_agent
+            self._audit.record(
+                db, AuditType.refresh, user_id=session.user_id, session_id=session.id, client=client
+            )
+            await db.flush()
+            REFRESHES.labels("rotated").inc()
+            return self._issue(session, successor_raw, successor)
+        return await self._refused(db, raw, token_hash, now, client)
+
+    async def _refused(
+        self, db: AsyncSession, raw: str, token_hash: str, now: datetime, client: ClientInfo
+    ) -> IssuedTokens:
+        """The token could not be spent: find out why, and answer a grace replay or a reuse."""
+        token = await self._repo.token_by_hash(db, token_hash)
+        if token is None or token.used_at is None:
+            # Unknown, expired, revoked, or its session ended: nothing more to do.
+            REFRESHES.labels("invalid").inc()
+            raise InvalidRefreshToken()
+        session = await self._repo.get_session(db, token.session_id)
+        if session is None or session.revoked_at is not None:
+            REFRESHES.labels("invalid").inc()
+            raise InvalidRefreshToken()
+        grace = self._settings.refresh_reuse_grace
+        if grace > 0 and (now - token.used_at).total_seconds() <= grace:
+            successor_raw, successor_hash = self._opaque.derive(TokenKind.refresh, raw, _SUCCESSOR)
+            successor = await self._repo.token_by_hash(db, successor_hash)
+            if (
+                successor is not None
+                and successor.used_at is None
+                and successor.revoked_at is None
+                and successor.expires_at > now
+                and session.expires_at > now
+            ):
+                REFRESHES.labels("grace").inc()
+                return self._issue(session, successor_raw, successor)
+        await self._reuse_detected(db, session, token, client)
+        raise InvalidRefreshToken(commit=True)
+
+    async def _reuse_detected(
+        self, db: AsyncSession, session: AuthSession, token: RefreshToken, client: ClientInfo
+    ) -> None:
+        now = utc_now()
+        await self._repo.revoke_session(db, session.id, now, "reuse_detected")
+        self._audit.record(
+            db,
+            AuditType.refresh_reuse_detected,
+            user_id=session.user_id,
+            session_id=session.id,
+            client=client,
+            detail={"token_id": str(token.id)},
+        )
+        user = await db.get(User, session.user_id)
+        if user is not None:
+            await self._email.enqueue(
+                db,
+                to=user.email,
+                template=EmailTemplate.session_reuse_revoked,
+                context={
+                    "name": user.name,
+                    "ip_address": client.ip_address or "unknown",
+                    "user_agent": client.user_agent or "unknown",
+                },
+                user_id=user.id,
+            )
+        TOKEN_REUSE.inc()
+        logger.warning(
+            "auth.refresh.reuse_detected",
+            extra={"user_id": str(session.user_id), "session_id": str(session.id)},
+        )
+
+    def _new_token(
+        self,
+        session: AuthSession,
+        token_hash: str,
+        parent_id: uuid.UUID | None,
+        now: datetime,
+        client: ClientInfo,
+    ) -> RefreshToken:
+        idle_deadline = now + timedelta(seconds=self._settings.refresh_token_idle_ttl)
+        return RefreshToken(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            token_hash=token_hash,
+            parent_id=parent_id,
+            issued_at=now,
+            expires_at=min(idle_deadline, session.expires_at),
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+        )
+
+    def _issue(self, session: AuthSession, raw: str, token: RefreshToken) -> IssuedTokens:
+        # The access token is a function of its refresh token (time and id), so a grace replay
+        # gets the very same pair back.
+        jti = str(uuid.UUID(hex=token.token_hash[:32]))
+        access, claims = self._jwt.issue(
+            user_id=session.user_id, session_id=session.id, issued_at=token.issued_at, jti=jti
+        )
+        return IssuedTokens(access, claims, raw, token.expires_at, session)
+
+    # -- ending ------------------------------------------------------------------------------
+
+    async def logout(self, db: AsyncSession, raw: str, client: ClientInfo) -> None:
+        """End the session of a refresh token. Silent for unknown or ended sessions."""
+        if not OpaqueTokens.looks_like(TokenKind.refresh, raw):
+            return
+        token = await self._repo.token_by_hash(db, self._opaque.hash(raw))
+        if token is None:
+            return
+        await self.end(db, token.session_id, client, reason="logout", audit=AuditType.logout)
+
+    async def end(
+        self,
+        db: AsyncSession,
+        session_id: uuid.UUID,
+        client: ClientInfo,
+        *,
+        reason: str,
+        audit: AuditType,
+    ) -> bool:
+        session = await self._repo.get_session(db, session_id)
+        if session is None:
+            return False
+        revoked = await self._repo.revoke_session(db, session_id, utc_now(), reason)
+        if revoked:
+            self._audit.record(
+                db, audit, user_id=session.user_id, session_id=session_id, client=client
+            )
+        return revoked
+
+    async def end_for_user(
+        self, db: AsyncSession, user: User, session_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        """DELETE /sessions/{id}: another user's or an unknown session is 404."""
+        session = await self._repo.session_of_user(db, session_id, user.id)
+        if session is None or session.revoked_at is not None or session.expires_at <= utc_now():
+            raise NotFound("No such session.")
+        await self.end(
+            db, session_id, client, reason="revoked_by_user", audit=AuditType.session_revoked
+        )
+
+    async def end_all(self, db: AsyncSession, user: User, *, reason: str) -> list[uuid.UUID]:
+        """End every session and refuse every access token issued so far."""
+        now = utc_now()
+        user.tokens_valid_after = now
+        return await self._repo.revoke_user_sessions(db, user.id, now, reason)
+
+    async def principal(
+        self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+    ) -> tuple[User, AuthSession] | None:
+        return await self._repo.principal(db, user_id, session_id)
+
+    async def check_access(
+        self, db: AsyncSession, token: str
+    ) -> tuple[User, AuthSession, AccessClaims]:
+        """Everything behind an access token, on every protected request: the signature and
+        claims, the user exists and is active, the token was issued after the user's last "end
+        every session", and its session is neither revoked nor past its absolute lifetime."""
+        claims = self._jwt.decode(token)
+        found = await self._repo.principal(db, claims.sub, claims.sid)
+        if found is None:
+            raise InvalidAccessToken()
+        user, session = found
+        if (
+            not user.is_active
+            or session.revoked_at is not None
+            or session.expires_at <= utc_now()
+            or claims.iat < math.floor(user.tokens_valid_after.timestamp())
+        ):
+            raise InvalidAccessToken()
+        return user, session, claims
+
+    async def introspect(self, db: AsyncSession, token: str) -> AccessClaims | None:
+        """RFC 7662: the claims of a currently valid access token, else None."""
+        try:
+            return (await self.check_access(db, token))[2]
+        except (InvalidAccessToken, TokenExpired):
+            return None
+
+    async def end_session_of(
+        self, db: AsyncSession, session_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        await self.end(db, session_id, client, reason="logout", audit=AuditType.logout)
+
+    async def logout_all(self, db: AsyncSession, user: User, client: ClientInfo) -> None:
+        await self.end_all(db, user, reason="logout_all")
+        self._audit.record(db, AuditType.logout_all, user_id=user.id, client=client)
+
+    async def list_active(self, db: AsyncSession, user: User) -> list[AuthSession]:
+        return await self._repo.active_sessions(db, user.id, utc_now())

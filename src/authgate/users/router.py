@@ -1,0 +1,80 @@
+"""HTTP for the signed-in user's own account."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from authgate.auth.schemas import Accepted, TokenPair
+from authgate.deps import ClientDep, CurrentPrincipal, CurrentUser, RuntimeDep, SessionDep
+from authgate.problems import error_responses
+from authgate.users.schemas import (
+    ChangeEmailRequest,
+    ChangePasswordRequest,
+    PasswordConfirmation,
+    UpdateMe,
+    UserOut,
+)
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+EMAIL_CHANGE_ACCEPTED = "If the new address is available, a confirmation link is on its way to it."
+
+
+@router.get("/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401))
+async def read_me(user: CurrentUser) -> UserOut:
+    return UserOut.model_validate(user)
+
+
+@router.patch(
+    "/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401, 422)
+)
+async def update_me(body: UpdateMe, user: CurrentUser, db: SessionDep, runtime: RuntimeDep) -> UserOut:
+    updated = await runtime.users.update_profile(db, user, body.name)
+    return UserOut.model_validate(updated)
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_200_OK,
+    response_model=TokenPair,
+    responses=error_responses(400, 401, 422, 429),
+)
+async def change_password(
+    body: ChangePasswordRequest,
+    principal: CurrentPrincipal,
+    response: Response,
+    db: SessionDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
+) -> TokenPair:
+    issued = await runtime.users.change_password(
+        db, principal.user, principal.session, body.current_password, body.new_password, client
+    )
+    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return TokenPair.of(issued)
+
+
+@router.post(
+    "/me/email",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=error_responses(400, 401, 422, 429),
+)
+async def change_email(
+    body: ChangeEmailRequest, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+) -> Accepted:
+    await runtime.users.change_email(db, user, body.new_email, body.password, client)
+    return Accepted(detail=EMAIL_CHANGE_ACCEPTED)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(400, 401, 422),
+)
+async def delete_me(
+    body: PasswordConfirmation, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+) -> Response:
+    await runtime.users.delete_account(db, user, body.password, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

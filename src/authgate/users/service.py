@@ -1,0 +1,93 @@
+"""UserService: the signed-in user's own account (profile, password, email, deletion)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit import AuditService, AuditType
+from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.errors import InvalidPassword
+from authgate.core.http import ClientInfo
+from authgate.core.security.passwords import PasswordService
+from authgate.models import AuthSession, User
+from authgate.password_reset.service import PasswordResetService, password_context
+from authgate.sessions.service import IssuedTokens, SessionService
+from authgate.users.emails import normalize_email
+from authgate.users.repository import UserRepository
+from authgate.verification.service import VerificationService
+
+
+class UserService:
+    def __init__(
+        self,
+        passwords: PasswordService,
+        sessions: SessionService,
+        verification: VerificationService,
+        password_reset: PasswordResetService,
+        email: EmailService,
+        audit: AuditService,
+        users: UserRepository,
+    ) -> None:
+        self._passwords = passwords
+        self._sessions = sessions
+        self._verification = verification
+        self._reset = password_reset
+        self._email = email
+        self._audit = audit
+        self._users = users
+
+    async def _confirm_password(self, user: User, password: str) -> None:
+        ok, _ = await self._passwords.verify(password, user.password_hash)
+        if not ok:
+            raise InvalidPassword()
+
+    async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
+        user.name = name
+        await db.flush()
+        return user
+
+    async def change_password(
+        self,
+        db: AsyncSession,
+        user: User,
+        session: AuthSession,
+        current_password: str,
+        new_password: str,
+        client: ClientInfo,
+    ) -> IssuedTokens:
+        """Every session ends; the caller continues in a fresh session (a new ``sid``), so the
+        access token presented for the change stops working too."""
+        await self._confirm_password(user, current_password)
+        new_password = self._passwords.validate(new_password, context=password_context(user))
+        await self._reset.set_password(db, user, new_password)
+        await self._sessions.end_all(db, user, reason="password_changed")
+        issued = await self._sessions.open(db, user, client, method=session.auth_method)
+        self._audit.record(
+            db, AuditType.password_changed, user_id=user.id, session_id=issued.session.id,
+            client=client,
+        )
+        await self._email.enqueue(
+            db, to=user.email, template=EmailTemplate.password_changed,
+            context={"name": user.name}, user_id=user.id,
+        )
+        return issued
+
+    async def change_email(
+        self, db: AsyncSession, user: User, new_email: str, password: str, client: ClientInfo
+    ) -> None:
+        await self._confirm_password(user, password)
+        address = normalize_email(new_email, field="new_email")
+        if address.casefold() == user.email.casefold():
+            return
+        await self._verification.request_email_change(db, user, address)
+        self._audit.record(db, AuditType.email_change_requested, user_id=user.id, client=client)
+
+    async def delete_account(
+        self, db: AsyncSession, user: User, password: str, client: ClientInfo
+    ) -> None:
+        await self._confirm_password(user, password)
+        self._audit.record(
+            db, AuditType.account_deleted, user_id=user.id, client=client,
+            detail={"email_domain": user.email.rsplit("@", 1)[-1]},
+        )
+        await self._users.delete(db, user)
