@@ -67,8 +67,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "rotate":
             kid = SigningKeyRing.rotate(directory, settings.jwt_algorithm)
-            print(f"new signing key {kid} is current; running processes pick it up "  # noqa: T201
-                  f"within {settings.key_reload_interval}s")
+            delay = settings.key_reload_interval
+            print(f"new signing key {kid} is current; processes pick it up within {delay}s")  # noqa: T201
         elif args.keys_command == "list":
             for info in SigningKeyRing.list(directory):
                 flag = "current" if info.current else ""

@@ -248,7 +248,10 @@ def _basic_client(request: Request, settings: SettingsDep) -> str:
         raise InvalidClient() from None
     expected = settings.introspection_credentials.get(client_id)
     # Compare against something even for unknown ids, so timing says nothing about them.
-    if not secrets.compare_digest((expected or "\x00").encode(), secret.encode()) or expected is None:
+    if (
+        not secrets.compare_digest((expected or "\x00").encode(), secret.encode())
+        or expected is None
+    ):
         raise InvalidClient()
     return client_id
 
@@ -279,7 +282,7 @@ async def introspect(
         iat=claims.iat,
         sid=str(claims.sid),
         scope=claims.scope,
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106
         client_id=client_id,
         iss=settings.public_url,
         aud=settings.jwt_audience,

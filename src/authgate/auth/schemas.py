@@ -45,7 +45,7 @@ class Accepted(BaseModel):
 
 class TokenPair(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
     expires_in: int
     refresh_token: str
     refresh_token_expires_in: int
@@ -64,7 +64,7 @@ class OAuth2TokenResponse(BaseModel):
     """RFC 6749 §5.1."""
 
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
     expires_in: int
     refresh_token: str
     refresh_token_expires_in: int

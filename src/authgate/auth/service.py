@@ -75,7 +75,9 @@ class AuthService:
         self, db: AsyncSession, address: str, name: str | None, password_hash: str
     ) -> User | None:
         """Insert a new user; on a concurrent insert of the same address return that user."""
-        user = User(email=address, email_key=email_key(address), name=name, password_hash=password_hash)
+        user = User(
+            email=address, email_key=email_key(address), name=name, password_hash=password_hash
+        )
         try:
             async with db.begin_nested():
                 db.add(user)
@@ -125,8 +127,13 @@ class AuthService:
         ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
         if user is None or not ok or not user.is_active:
             self._audit.record(
-                db, AuditType.login_failed, user_id=user.id if user else None, client=client,
-                detail={"reason": "unknown" if user is None else "password" if not ok else "disabled"},
+                db,
+                AuditType.login_failed,
+                user_id=user.id if user else None,
+                client=client,
+                detail={
+                    "reason": "unknown" if user is None else "password" if not ok else "disabled"
+                },
             )
             LOGINS.labels("failed").inc()
             raise InvalidCredentials(commit=True)
@@ -144,7 +151,10 @@ class AuthService:
         user.last_login_at = utc_now()
         issued = await self._sessions.open(db, user, client, method="password")
         self._audit.record(
-            db, AuditType.login_succeeded, user_id=user.id, session_id=issued.session.id,
+            db,
+            AuditType.login_succeeded,
+            user_id=user.id,
+            session_id=issued.session.id,
             client=client,
         )
         LOGINS.labels("succeeded").inc()
