@@ -28,7 +28,11 @@ from authgate.runtime import Runtime
 from tests.support.mail import SmtpSink
 from tests.support.servers import PostgresServer, postgres_server
 
-BACKENDS = [b.strip() for b in os.environ.get("AUTHGATE_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("AUTHGATE_TEST_BACKENDS", "sqlite,postgres").split(",")
+    if b.strip()
+]
 
 TEST_PASSWORD = "correct horse battery staple"
 
@@ -166,7 +170,9 @@ async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[httpx.As
     app.state.runtime = runtime
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51234))
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1:8000", headers={"User-Agent": "pytest-agent/1.0"}
+        transport=transport,
+        base_url="http://127.0.0.1:8000",
+        headers={"User-Agent": "pytest-agent/1.0"},
     ) as http:
         yield http
 
@@ -195,7 +201,9 @@ class Flows:
         self._n += 1
         return f"user{self._n}@example.com"
 
-    async def register(self, email: str, password: str = TEST_PASSWORD, name: str | None = None) -> httpx.Response:
+    async def register(
+        self, email: str, password: str = TEST_PASSWORD, name: str | None = None
+    ) -> httpx.Response:
         body: dict[str, Any] = {"email": email, "password": password}
         if name is not None:
             body["name"] = name
@@ -213,9 +221,13 @@ class Flows:
         assert response.status_code == 200, response.text
 
     async def login(self, email: str, password: str = TEST_PASSWORD) -> httpx.Response:
-        return await self.client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        return await self.client.post(
+            "/api/v1/auth/login", json={"email": email, "password": password}
+        )
 
-    async def signed_up(self, email: str | None = None, password: str = TEST_PASSWORD, name: str | None = None) -> Account:
+    async def signed_up(
+        self, email: str | None = None, password: str = TEST_PASSWORD, name: str | None = None
+    ) -> Account:
         email = email or self.new_email()
         response = await self.register(email, password, name)
         assert response.status_code == 202, response.text

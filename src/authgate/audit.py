@@ -63,7 +63,10 @@ class AuditService:
             )
         )
         logger.info(
-            "audit.%s", type_.value,
-            extra={"user_id": str(user_id) if user_id else None,
-                   "session_id": str(session_id) if session_id else None},
+            "audit.%s",
+            type_.value,
+            extra={
+                "user_id": str(user_id) if user_id else None,
+                "session_id": str(session_id) if session_id else None,
+            },
         )

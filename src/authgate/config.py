@@ -156,7 +156,10 @@ class Settings(BaseSettings):
     log_json: bool | None = None
 
     @field_validator(
-        "allowed_redirect_urls", "cors_origins", "trusted_proxies", "introspection_clients",
+        "allowed_redirect_urls",
+        "cors_origins",
+        "trusted_proxies",
+        "introspection_clients",
         mode="before",
     )
     @classmethod
@@ -209,9 +212,11 @@ class Settings(BaseSettings):
 
     @property
     def redirect_allowlist(self) -> list[str]:
-        return self.allowed_redirect_urls if self.allowed_redirect_urls is not None else [
-            self.frontend_url
-        ]
+        return (
+            self.allowed_redirect_urls
+            if self.allowed_redirect_urls is not None
+            else [self.frontend_url]
+        )
 
     @property
     def cors_allowlist(self) -> list[str]:

@@ -23,7 +23,9 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
         password = passwords.validate(password, context=[address, address.split("@", 1)[0]])
         password_hash = await passwords.hash(password)
         async with make_sessionmaker(engine)() as db, db.begin():
-            user = (await db.execute(select(User).where(User.email_key == email_key(address)))).scalar_one_or_none()
+            user = (
+                await db.execute(select(User).where(User.email_key == email_key(address)))
+            ).scalar_one_or_none()
             if user is None:
                 user = User(email=address, email_key=email_key(address))
                 db.add(user)
@@ -44,7 +46,9 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
     try:
         async with make_sessionmaker(engine)() as db, db.begin():
             tokens = await db.execute(
-                delete(ActionToken).where((ActionToken.expires_at < now) | ActionToken.used_at.is_not(None))
+                delete(ActionToken).where(
+                    (ActionToken.expires_at < now) | ActionToken.used_at.is_not(None)
+                )
             )
             sessions = await db.execute(
                 delete(AuthSession).where(

@@ -57,7 +57,10 @@ async def _authgate_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     body = problem_body(
-        422, "validation_error", "Validation error", "The request is not valid.",
+        422,
+        "validation_error",
+        "Validation error",
+        "The request is not valid.",
         errors=_clean_errors(exc.errors()),
     )
     return problem_response(422, body)
@@ -72,13 +75,17 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    return problem_response(exc.status_code, problem_body(exc.status_code, code, title, detail), headers)
+    return problem_response(
+        exc.status_code, problem_body(exc.status_code, code, title, detail), headers
+    )
 
 
 async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
     # Logged with its type only: a message may carry SQL or values; never sent to the client.
     logger.error("http.unhandled_error", extra={"error_type": type(exc).__name__}, exc_info=exc)
-    body = problem_body(500, "internal_error", "Internal server error", "An unexpected error occurred.")
+    body = problem_body(
+        500, "internal_error", "Internal server error", "An unexpected error occurred."
+    )
     return problem_response(500, body)
 
 
@@ -92,9 +99,16 @@ def install(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each status documented as a problem+json body."""
     descriptions = {
-        400: "Bad request", 401: "Not authenticated or invalid token", 403: "Forbidden",
-        404: "Not found", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
-        422: "Validation error", 429: "Rate limited", 503: "Service unavailable",
+        400: "Bad request",
+        401: "Not authenticated or invalid token",
+        403: "Forbidden",
+        404: "Not found",
+        409: "Conflict",
+        413: "Payload too large",
+        415: "Unsupported media type",
+        422: "Validation error",
+        429: "Rate limited",
+        503: "Service unavailable",
     }
     return {
         status: {

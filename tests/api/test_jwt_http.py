@@ -52,7 +52,8 @@ async def test_oversized_authorization_header_is_401(
 
 
 @pytest.mark.parametrize(
-    "header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a.b", "Bearer ..."]
+    "header",
+    ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer a.b", "Bearer ..."],
 )
 async def test_missing_or_malformed_authorization_is_401(
     client: httpx.AsyncClient, header: str

@@ -73,7 +73,9 @@ async def test_reregistering_unverified_address_replaces_password_and_link(
     assert (await flows.login(email, second_password)).status_code == 200
 
 
-async def test_emails_are_unique_case_insensitively(flows: Flows, client: httpx.AsyncClient) -> None:
+async def test_emails_are_unique_case_insensitively(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
     account = await flows.signed_up("Mixed.Case@Example.COM")
     me = (await client.get("/api/v1/users/me", headers=account.auth)).json()
     assert me["email"] == "Mixed.Case@example.com"  # domain normalised

@@ -29,8 +29,8 @@ from tests.support.servers import MotoServer, PostgresServer, moto_server, postg
 SENDER = "no-reply@authgate.test"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105
-    "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -116,13 +116,19 @@ def base_settings(database_url: str, **overrides: Any) -> Settings:
         "email_max_attempts": 5,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def email_db(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Settings]:
+#: Same switch as the root conftest: ``AUTHGATE_TEST_BACKENDS=sqlite`` runs one backend only.
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("AUTHGATE_TEST_BACKENDS", "sqlite,postgres").split(",")
+    if b.strip()
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def email_db(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """A fresh migrated database (SQLite file or PostgreSQL database) per test."""
     if request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("email_pg")
@@ -133,7 +139,7 @@ async def email_db(
         url = f"sqlite+aiosqlite:///{tmp_path / 'authgate.db'}"
     settings = base_settings(url)
     await upgrade_async(settings)
-    yield settings
+    return settings
 
 
 @pytest.fixture

@@ -36,12 +36,10 @@ def _message(to: str, sender: str = SENDER) -> OutgoingEmail:
     )
 
 
-def _settings(**overrides: object) -> object:
-    return base_settings("sqlite+aiosqlite:///:memory:", **overrides)
-
-
 def test_make_backend_follows_the_setting(aws_env: None) -> None:
-    assert isinstance(make_backend(base_settings("sqlite://", email_backend="console")), ConsoleBackend)
+    assert isinstance(
+        make_backend(base_settings("sqlite://", email_backend="console")), ConsoleBackend
+    )
     assert isinstance(make_backend(base_settings("sqlite://", email_backend="smtp")), SmtpBackend)
     assert isinstance(make_backend(base_settings("sqlite://", email_backend="ses")), SesBackend)
 
@@ -80,9 +78,7 @@ async def test_smtp_unreachable_is_transient() -> None:
 
 
 async def test_ses_sends_through_moto(moto: MotoServer) -> None:
-    backend = SesBackend(
-        base_settings("sqlite://", email_backend="ses", ses_endpoint_url=moto.url)
-    )
+    backend = SesBackend(base_settings("sqlite://", email_backend="ses", ses_endpoint_url=moto.url))
     try:
         to = unique_address()
         message_id = await backend.send(_message(to))
@@ -97,9 +93,7 @@ async def test_ses_sends_through_moto(moto: MotoServer) -> None:
 
 
 async def test_ses_unverified_sender_is_permanent(moto: MotoServer) -> None:
-    backend = SesBackend(
-        base_settings("sqlite://", email_backend="ses", ses_endpoint_url=moto.url)
-    )
+    backend = SesBackend(base_settings("sqlite://", email_backend="ses", ses_endpoint_url=moto.url))
     try:
         with pytest.raises(PermanentEmailError) as info:
             await backend.send(_message(unique_address(), sender="stranger@unverified.test"))
@@ -142,3 +136,15 @@ def test_ses_error_classification(code: str, permanent: bool) -> None:
     assert isinstance(
         classify_ses_error(EndpointConnectionError(endpoint_url="http://x")), TransientEmailError
     )
+
+
+def test_ses_request_carries_configuration_set_and_tags(aws_env: None) -> None:
+    backend = SesBackend(
+        base_settings("sqlite://", email_backend="ses", ses_configuration_set="transactional")
+    )
+    request = backend._request(_message("ada@example.com"))
+    assert request["ConfigurationSetName"] == "transactional"
+    assert request["EmailTags"] == [{"Name": "template", "Value": "verify_email"}]
+    simple = request["Content"]["Simple"]
+    assert LINK in simple["Body"]["Text"]["Data"]
+    assert LINK in simple["Body"]["Html"]["Data"]

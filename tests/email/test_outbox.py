@@ -25,6 +25,7 @@ from authgate.core.email import (
     TransientEmailError,
     dead_letters,
     requeue_dead,
+    run_worker,
 )
 from authgate.core.email import dispatcher as dispatcher_module
 from authgate.core.time import shifted, utc_now
@@ -490,3 +491,62 @@ async def test_no_raw_link_or_token_in_any_column(
     assert row.payload_ciphertext is None
     for value in await _raw_columns(sessionmaker):
         assert TOKEN not in str(value)
+
+
+async def test_unclassified_backend_error_costs_one_attempt(
+    email_db: Settings, sessionmaker: async_sessionmaker[AsyncSession], service: EmailService
+) -> None:
+    backend = ScriptedBackend(RuntimeError(f"boom {TOKEN}"))
+    dispatcher = EmailDispatcher(email_db, sessionmaker, service, backend)
+    await _enqueue(sessionmaker, service, unique_address())
+    assert await dispatcher.run_once() == 1
+    [row] = await _rows(sessionmaker)
+    assert row.status == OutboxStatus.pending
+    assert row.attempts == 1
+    assert row.last_error == "unexpected RuntimeError"
+
+
+async def test_run_worker_delivers_until_stopped(
+    email_db: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    service: EmailService,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _enqueue(sessionmaker, service, "ada@example.com")
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(email_db, stop=stop))
+    try:
+        for _ in range(250):
+            rows = await _rows(sessionmaker)
+            if rows[0].status == OutboxStatus.sent:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+    assert rows[0].status == OutboxStatus.sent
+    assert _link() in capsys.readouterr().err  # console backend: the one place a link shows
+
+
+async def test_abandoned_claim_on_last_attempt_is_dead(
+    email_db: Settings, sessionmaker: async_sessionmaker[AsyncSession], service: EmailService
+) -> None:
+    await _enqueue(sessionmaker, service, unique_address())
+    async with sessionmaker() as db:
+        await db.execute(
+            update(EmailOutbox).values(
+                status="sending",
+                claimed_by="dead",
+                claimed_until=utc_now() - timedelta(seconds=1),
+                attempts=email_db.email_max_attempts - 1,
+            )
+        )
+        await db.commit()
+    backend = RecordingBackend()
+    dispatcher = EmailDispatcher(email_db, sessionmaker, service, backend)
+    assert await dispatcher.run_once() == 0
+    assert not backend.sent
+    async with sessionmaker() as db:
+        [dead] = await dead_letters(db)
+    assert dead.last_error == "abandoned by its worker"
+    assert dead.attempts == email_db.email_max_attempts

@@ -53,7 +53,7 @@ class _Handler:
     received: list[ReceivedMail] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.received.append(
@@ -86,7 +86,9 @@ class SmtpSink:
     def to(self, address: str) -> list[ReceivedMail]:
         return [m for m in self.messages if address.lower() in (a.lower() for a in m.to)]
 
-    async def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[ReceivedMail]:
+    async def wait_for(
+        self, address: str, count: int = 1, timeout: float = 10.0
+    ) -> list[ReceivedMail]:
         """Wait until ``address`` has received at least ``count`` messages; return them all."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

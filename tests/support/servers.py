@@ -69,9 +69,20 @@ class PostgresServer:
 
     def createdb(self, name: str) -> str:
         subprocess.run(
-            _as_postgres([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                          "-U", "postgres", name]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(self.bin / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    name,
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         return self.url(name)
 
@@ -85,30 +96,61 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.chown(root, "postgres", "postgres")
     port = free_port()
     subprocess.run(
-        _as_postgres([str(pg_bin / "initdb"), "-D", str(datadir), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--no-sync"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(pg_bin / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     conf = [
-        "listen_addresses='127.0.0.1'", f"port={port}", f"unix_socket_directories='{root}'",
-        "fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=300",
+        "listen_addresses='127.0.0.1'",
+        f"port={port}",
+        f"unix_socket_directories='{root}'",
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=300",
         "shared_buffers=128MB",
     ]
     with (datadir / "postgresql.conf").open("a") as handle:
         handle.write("\n".join(conf) + "\n")
     subprocess.run(
-        _as_postgres([str(pg_bin / "pg_ctl"), "-D", str(datadir), "-l", str(root / "log"),
-                      "-w", "-t", "60", "start"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(datadir),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         wait_for_port(port)
         yield PostgresServer(port=port, datadir=datadir, bin=pg_bin)
     finally:
         subprocess.run(
-            _as_postgres([str(pg_bin / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w",
-                          "stop"]),
-            check=False, capture_output=True,
+            _as_postgres(
+                [str(pg_bin / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -128,9 +170,21 @@ class RedisServer:
         if redis is None:
             raise RuntimeError("redis-server not found (make test installs it with apt)")
         self.process = subprocess.Popen(
-            [redis, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
@@ -169,7 +223,8 @@ class MotoServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 

@@ -10,15 +10,28 @@ from typing import Any
 
 from authgate.config import Settings
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 #: Field names that must never reach a log line, whatever a caller passes.
-_REDACT = {"password", "token", "refresh_token", "access_token", "code", "secret", "link", "authorization"}
+_REDACT = {
+    "password",
+    "token",
+    "refresh_token",
+    "access_token",
+    "code",
+    "secret",
+    "link",
+    "authorization",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    fields = {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
     for key in list(fields):
         if key.lower() in _REDACT:
             fields[key] = "[redacted]"

@@ -6,12 +6,18 @@ from prometheus_client import Counter, Histogram
 
 EMAIL_QUEUED = Counter("authgate_email_queued_total", "Emails written to the outbox", ["template"])
 EMAIL_SENT = Counter("authgate_email_sent_total", "Emails delivered to the provider", ["backend"])
-EMAIL_RETRIED = Counter("authgate_email_retried_total", "Email deliveries scheduled for retry", ["backend"])
-EMAIL_DEAD = Counter("authgate_email_dead_total", "Emails moved to the dead-letter state", ["backend"])
+EMAIL_RETRIED = Counter(
+    "authgate_email_retried_total", "Email deliveries scheduled for retry", ["backend"]
+)
+EMAIL_DEAD = Counter(
+    "authgate_email_dead_total", "Emails moved to the dead-letter state", ["backend"]
+)
 
 LOGINS = Counter("authgate_logins_total", "Login attempts by outcome", ["outcome"])
 REFRESHES = Counter("authgate_refreshes_total", "Refresh attempts by outcome", ["outcome"])
-TOKEN_REUSE = Counter("authgate_refresh_reuse_detected_total", "Spent refresh tokens presented again")
+TOKEN_REUSE = Counter(
+    "authgate_refresh_reuse_detected_total", "Spent refresh tokens presented again"
+)
 RATE_LIMITED = Counter("authgate_rate_limited_total", "Requests refused by a rate limit", ["limit"])
 REQUEST_LATENCY = Histogram(
     "authgate_request_duration_seconds",

@@ -28,18 +28,26 @@ class _TooLarge(PayloadTooLarge):
     """Raised from ``receive``: FastAPI renders it through the AuthgateError handler."""
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str,
-                        extra_headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_problem(
+    send: Send,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra_headers: list[tuple[bytes, bytes]],
+) -> None:
     body = json.dumps(problem_body(status, code, title, detail)).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            *extra_headers,
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra_headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -86,7 +94,9 @@ class HardeningMiddleware:
         finally:
             request_id_var.reset(token)
 
-    def _refuse(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[int, str, str, str] | None:
+    def _refuse(
+        self, scope: Scope, headers: dict[bytes, bytes]
+    ) -> tuple[int, str, str, str] | None:
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -94,19 +104,34 @@ class HardeningMiddleware:
             except ValueError:
                 return 400, "bad_request", "Bad request", "Invalid Content-Length."
             if too_large:
-                return 413, "payload_too_large", "Payload too large", "The request body is too large."
+                return (
+                    413,
+                    "payload_too_large",
+                    "Payload too large",
+                    "The request body is too large.",
+                )
         method = scope["method"]
         path: str = scope["path"]
         has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
-        if method in BODY_METHODS and has_body and path.startswith("/api/") and path not in FORM_PATHS:
+        if (
+            method in BODY_METHODS
+            and has_body
+            and path.startswith("/api/")
+            and path not in FORM_PATHS
+        ):
             ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
             if ctype != b"application/json" and not ctype.endswith(b"+json"):
-                return (415, "unsupported_media_type", "Unsupported media type",
-                        "The request body must be application/json.")
+                return (
+                    415,
+                    "unsupported_media_type",
+                    "Unsupported media type",
+                    "The request body must be application/json.",
+                )
         return None
 
-    async def _call(self, scope: Scope, receive: Receive, send: Send,
-                    extra: list[tuple[bytes, bytes]]) -> None:
+    async def _call(
+        self, scope: Scope, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]
+    ) -> None:
         received = 0
         started = False
 
@@ -133,5 +158,11 @@ class HardeningMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except _TooLarge:
             if not started:
-                await _send_problem(send, 413, "payload_too_large", "Payload too large",
-                                    "The request body is too large.", extra)
+                await _send_problem(
+                    send,
+                    413,
+                    "payload_too_large",
+                    "Payload too large",
+                    "The request body is too large.",
+                    extra,
+                )

@@ -14,7 +14,9 @@ class OAuthIdentity(Base):
     """A user's account at an external provider, keyed by (provider, subject), never by email."""
 
     __tablename__ = "oauth_identities"
-    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_oauth_identities_provider_subject"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "subject", name="uq_oauth_identities_provider_subject"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(

@@ -14,7 +14,9 @@ class ProviderToken(Base):
     """A provider's tokens for one user, encrypted (AES-GCM, key id + row-bound associated data)."""
 
     __tablename__ = "provider_tokens"
-    __table_args__ = (UniqueConstraint("user_id", "provider", name="uq_provider_tokens_user_provider"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "provider", name="uq_provider_tokens_user_provider"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(

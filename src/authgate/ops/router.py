@@ -24,9 +24,7 @@ ops = APIRouter(tags=["ops"])
 @well_known.get("/.well-known/jwks.json", status_code=status.HTTP_200_OK)
 async def jwks(runtime: RuntimeDep) -> JSONResponse:
     runtime.ring.maybe_reload()
-    return JSONResponse(
-        runtime.jwt.jwks(), headers={"Cache-Control": "public, max-age=300"}
-    )
+    return JSONResponse(runtime.jwt.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
 @well_known.get("/.well-known/openid-configuration", status_code=status.HTTP_200_OK)

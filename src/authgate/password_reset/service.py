@@ -46,7 +46,9 @@ class PasswordResetService:
         self._audit = audit
         self._users = users
 
-    async def request(self, db: AsyncSession, normalized_email: str | None, client: ClientInfo) -> None:
+    async def request(
+        self, db: AsyncSession, normalized_email: str | None, client: ClientInfo
+    ) -> None:
         """Send a link if the account exists and is active; the caller answers the same either way."""
         user = await self._users.by_email(db, normalized_email) if normalized_email else None
         if user is None or not user.is_active:
@@ -82,8 +84,11 @@ class PasswordResetService:
         await self._sessions.end_all(db, user, reason="password_reset")
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
         await self._email.enqueue(
-            db, to=user.email, template=EmailTemplate.password_changed,
-            context={"name": user.name}, user_id=user.id,
+            db,
+            to=user.email,
+            template=EmailTemplate.password_changed,
+            context={"name": user.name},
+            user_id=user.id,
         )
         return user
 

@@ -121,9 +121,9 @@ class SessionRepository:
     ) -> tuple[User, AuthSession] | None:
         """The user and session behind an access token, in one query."""
         result = await db.execute(
-            select(User, AuthSession).join(
-                AuthSession, and_(AuthSession.user_id == User.id, AuthSession.id == session_id)
-            ).where(User.id == user_id)
+            select(User, AuthSession)
+            .join(AuthSession, and_(AuthSession.user_id == User.id, AuthSession.id == session_id))
+            .where(User.id == user_id)
         )
         row = result.first()
         return None if row is None else (row[0], row[1])

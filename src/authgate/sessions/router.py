@@ -14,7 +14,10 @@ router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
 @router.get(
-    "", status_code=status.HTTP_200_OK, response_model=list[SessionOut], responses=error_responses(401)
+    "",
+    status_code=status.HTTP_200_OK,
+    response_model=list[SessionOut],
+    responses=error_responses(401),
 )
 async def list_sessions(
     principal: CurrentPrincipal, db: SessionDep, runtime: RuntimeDep

@@ -151,7 +151,10 @@ class SessionService:
         self, db: AsyncSession, session: AuthSession, token: RefreshToken, client: ClientInfo
     ) -> None:
         now = utc_now()
-        await self._repo.revoke_session(db, session.id, now, "reuse_detected")
+        if not await self._repo.revoke_session(db, session.id, now, "reuse_detected"):
+            # Concurrent replays race here: only the one whose UPDATE revoked the session reports
+            # the incident, so it is audited and mailed once.
+            return
         self._audit.record(
             db,
             AuditType.refresh_reuse_detected,

@@ -20,15 +20,22 @@ router = APIRouter(prefix="/users", tags=["users"])
 EMAIL_CHANGE_ACCEPTED = "If the new address is available, a confirmation link is on its way to it."
 
 
-@router.get("/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401))
+@router.get(
+    "/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401)
+)
 async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
 @router.patch(
-    "/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401, 422)
+    "/me",
+    status_code=status.HTTP_200_OK,
+    response_model=UserOut,
+    responses=error_responses(401, 422),
 )
-async def update_me(body: UpdateMe, user: CurrentUser, db: SessionDep, runtime: RuntimeDep) -> UserOut:
+async def update_me(
+    body: UpdateMe, user: CurrentUser, db: SessionDep, runtime: RuntimeDep
+) -> UserOut:
     updated = await runtime.users.update_profile(db, user, body.name)
     return UserOut.model_validate(updated)
 
@@ -61,7 +68,11 @@ async def change_password(
     responses=error_responses(400, 401, 422, 429),
 )
 async def change_email(
-    body: ChangeEmailRequest, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: ChangeEmailRequest,
+    user: CurrentUser,
+    db: SessionDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
 ) -> Accepted:
     await runtime.users.change_email(db, user, body.new_email, body.password, client)
     return Accepted(detail=EMAIL_CHANGE_ACCEPTED)
@@ -74,7 +85,11 @@ async def change_email(
     responses=error_responses(400, 401, 422),
 )
 async def delete_me(
-    body: PasswordConfirmation, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: PasswordConfirmation,
+    user: CurrentUser,
+    db: SessionDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
 ) -> Response:
     await runtime.users.delete_account(db, user, body.password, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

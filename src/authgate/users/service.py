@@ -63,12 +63,18 @@ class UserService:
         await self._sessions.end_all(db, user, reason="password_changed")
         issued = await self._sessions.open(db, user, client, method=session.auth_method)
         self._audit.record(
-            db, AuditType.password_changed, user_id=user.id, session_id=issued.session.id,
+            db,
+            AuditType.password_changed,
+            user_id=user.id,
+            session_id=issued.session.id,
             client=client,
         )
         await self._email.enqueue(
-            db, to=user.email, template=EmailTemplate.password_changed,
-            context={"name": user.name}, user_id=user.id,
+            db,
+            to=user.email,
+            template=EmailTemplate.password_changed,
+            context={"name": user.name},
+            user_id=user.id,
         )
         return issued
 
@@ -87,7 +93,10 @@ class UserService:
     ) -> None:
         await self._confirm_password(user, password)
         self._audit.record(
-            db, AuditType.account_deleted, user_id=user.id, client=client,
+            db,
+            AuditType.account_deleted,
+            user_id=user.id,
+            client=client,
             detail={"email_domain": user.email.rsplit("@", 1)[-1]},
         )
         await self._users.delete(db, user)

@@ -45,7 +45,11 @@ class VerificationService:
             db,
             to=user.email,
             template=EmailTemplate.verify_email,
-            context={"name": user.name, "link": self._link(token), "expires_hours": max(1, ttl // 3600)},
+            context={
+                "name": user.name,
+                "link": self._link(token),
+                "expires_hours": max(1, ttl // 3600),
+            },
             user_id=user.id,
         )
 
@@ -88,14 +92,15 @@ class VerificationService:
             user.email_verified = True
             self._audit.record(db, AuditType.email_verified, user_id=user.id, client=client)
             await self._email.enqueue(
-                db, to=user.email, template=EmailTemplate.welcome,
-                context={"name": user.name}, user_id=user.id,
+                db,
+                to=user.email,
+                template=EmailTemplate.welcome,
+                context={"name": user.name},
+                user_id=user.id,
             )
         return user
 
-    async def _confirm_email_change(
-        self, db: AsyncSession, token: str, client: ClientInfo
-    ) -> User:
+    async def _confirm_email_change(self, db: AsyncSession, token: str, client: ClientInfo) -> User:
         spent = await self._tokens.consume(db, ActionKind.change_email, token)
         user = await self._users.by_id(db, spent.user_id)
         new_email = (spent.data or {}).get("new_email")
@@ -112,7 +117,10 @@ class VerificationService:
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         self._audit.record(
-            db, AuditType.email_change_confirmed, user_id=user.id, client=client,
+            db,
+            AuditType.email_change_confirmed,
+            user_id=user.id,
+            client=client,
             detail={"old_domain": old_email.rsplit("@", 1)[-1]},
         )
         return user

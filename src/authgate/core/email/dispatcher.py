@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from jinja2 import TemplateError
 from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -141,6 +142,7 @@ class EmailDispatcher:
             return
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name=f"email-dispatcher:{self.worker_id}")
+        self._task.add_done_callback(self._on_done)
         logger.info("email.dispatcher.started", extra={"worker_id": self.worker_id})
 
     async def stop(self) -> None:
@@ -160,6 +162,14 @@ class EmailDispatcher:
                     await task
         logger.info("email.dispatcher.stopped", extra={"worker_id": self.worker_id})
 
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Make a dead loop loud: mail would otherwise silently pile up in the outbox.
+            logger.error(
+                "email.dispatcher.crashed",
+                extra={"worker_id": self.worker_id, "error": type(task.exception()).__name__},
+            )
+
     def notify(self) -> None:
         """Wake the loop now (after a commit that queued mail). Safe to call any time."""
         self._wake.set()
@@ -168,16 +178,20 @@ class EmailDispatcher:
         interval = self._settings.email_poll_interval
         while not self._stopping:
             batch = 50
+            processed = 0
             try:
                 processed = await self.run_once(batch)
                 await self._maybe_prune()
-            except (SQLAlchemyError, OSError) as exc:
-                # The database is unavailable: wait and retry; nothing is lost.
+            except* (SQLAlchemyError, OSError) as group:
+                # The database is unavailable: wait and retry; claims run out and nothing is
+                # lost. (``except*``: failures inside the send TaskGroup arrive grouped.)
                 logger.warning(
                     "email.dispatcher.db_error",
-                    extra={"worker_id": self.worker_id, "error": type(exc).__name__},
+                    extra={
+                        "worker_id": self.worker_id,
+                        "error": type(group.exceptions[0]).__name__,
+                    },
                 )
-                processed = 0
             if processed >= batch or self._stopping:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -232,9 +246,29 @@ class EmailDispatcher:
             ids = list((await db.scalars(candidates)).all())
             if not ids:
                 return []
+            # An abandoned claim counts as an attempt, and one that used the last attempt is
+            # dead: a message that kills its worker must not cycle through leases for ever.
+            exhausted = await db.execute(
+                update(EmailOutbox)
+                .where(
+                    EmailOutbox.id.in_(ids),
+                    EmailOutbox.status == OutboxStatus.sending,
+                    EmailOutbox.claimed_until < now,
+                    EmailOutbox.attempts + 1 >= self._settings.email_max_attempts,
+                )
+                .values(
+                    status=OutboxStatus.dead,
+                    attempts=EmailOutbox.attempts + 1,
+                    last_error="abandoned by its worker",
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if dead := _rowcount(exhausted):
+                EMAIL_DEAD.labels(backend=self._backend.name).inc(dead)
+                logger.error("email.dead", extra={"count": dead, "error": "abandoned"})
             # Conditional: a row someone else claimed in between no longer matches ``_due``.
-            # An abandoned claim counts as an attempt, so a message that kills its worker
-            # cannot loop for ever.
             claimed = await db.execute(
                 update(EmailOutbox)
                 .where(EmailOutbox.id.in_(ids), _due(now))
@@ -261,13 +295,29 @@ class EmailDispatcher:
         try:
             try:
                 message = self._service.build(row)
-            except (DecryptionError, ValueError, LookupError) as exc:
-                # Undecryptable (key removed) or unrenderable: no retry can fix it.
+            except (DecryptionError, TemplateError, ValueError, LookupError, TypeError) as exc:
+                # Undecryptable (key removed from the ring) or no longer renderable (a template
+                # changed since it was queued): no retry can fix it.
                 raise PermanentEmailError(f"cannot build message: {type(exc).__name__}") from None
             try:
                 message_id = await asyncio.wait_for(self._backend.send(message), SEND_TIMEOUT)
             except TimeoutError:
                 raise TransientEmailError("send timed out") from None
+            except EmailDeliveryError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                # The provider boundary: an error a backend failed to classify must cost one
+                # attempt, not kill the loop or leave the row cycling through expired leases.
+                # No traceback: its text could quote the request, and with it the link.
+                logger.error(
+                    "email.backend.unexpected_error",
+                    extra={
+                        "outbox_id": str(row.id),
+                        "backend": self._backend.name,
+                        "error": type(exc).__name__,
+                    },
+                )
+                raise TransientEmailError(f"unexpected {type(exc).__name__}") from None
         except EmailDeliveryError as exc:
             await asyncio.shield(self._record_failure(row, exc))
             return

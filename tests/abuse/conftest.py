@@ -1,0 +1,86 @@
+"""Fixtures for the abuse-protection tests: one real Redis for the session, and every store test
+run twice, against ``MemoryStore`` and ``RedisStore`` (Redis flushed before each test).
+
+The outage tests stop and restart that Redis on the same port; ``redis_srv`` always hands out a
+running server, so a failing outage test cannot leave the next one without Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from authgate.config import Settings
+from authgate.core.store import MemoryStore, RedisStore, Store
+from tests.support.servers import RedisServer, redis_server
+
+#: Generous defaults so tests that are not about a limit never hit one.
+TEST_LIMITS = {"login_account": "1000/hour", "login_ip": "5/minute"}
+
+
+@pytest.fixture(scope="session")
+def _redis_session() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_srv(_redis_session: RedisServer) -> Iterator[RedisServer]:
+    server = _redis_session
+    if server.process is None:  # an earlier outage test failed before restarting it
+        server.start()
+    with redis.Redis.from_url(server.url) as client:
+        client.flushdb()
+    yield server
+    if server.process is None:
+        server.start()
+
+
+def abuse_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "env": "test",
+        "rate_limits_enabled": True,
+        "rate_limits": TEST_LIMITS,
+        "store_timeout": 0.3,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    """Builds stores of one kind; several Redis stores stand for several processes."""
+    made: list[Store] = []
+    url = request.getfixturevalue("redis_srv").url if request.param == "redis" else None
+    shared_memory = MemoryStore()
+
+    def factory() -> Store:
+        if url is None:
+            return shared_memory  # one process: every "instance" is the same dict
+        store = RedisStore(url, timeout=0.3)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        await store.close()
+    await shared_memory.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    return store_factory()
+
+
+@pytest.fixture
+async def redis_store(redis_srv: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore(redis_srv.url, timeout=0.3)
+    yield store
+    await store.close()

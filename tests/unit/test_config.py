@@ -1,0 +1,85 @@
+"""Development defaults just work; production refuses every unsafe default."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from authgate.config import Settings
+from authgate.runtime import Runtime
+
+SAFE = {
+    "_env_file": None,
+    "env": "production",
+    "public_url": "https://auth.example.com",
+    "database_url": "postgresql+asyncpg://u@db/authgate",
+    "secret_key": "s" * 48,
+    "signing_keys_dir": "/etc/authgate/keys",
+    "encryption_keys": "k1:" + base64.b64encode(os.urandom(32)).decode(),
+    "email_backend": "ses",
+}
+
+
+def test_development_defaults() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url.startswith("sqlite+aiosqlite")
+    assert settings.jwt_algorithm == "EdDSA"
+    assert settings.cors_allowlist == [settings.frontend_url]
+    assert settings.redirect_allowlist == [settings.frontend_url]
+    assert settings.password_min_length == 15
+    assert settings.production_problems()  # plenty, but development does not care
+
+
+def test_safe_production_settings_have_no_problems() -> None:
+    assert Settings(**SAFE).production_problems() == []
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"secret_key": None}, "SECRET_KEY"),
+        ({"secret_key": "short"}, "SECRET_KEY"),
+        ({"signing_keys_dir": None}, "SIGNING_KEYS_DIR"),
+        ({"encryption_keys": None}, "ENCRYPTION_KEYS"),
+        ({"email_backend": "console"}, "console"),
+        ({"database_url": "sqlite+aiosqlite:///./x.db"}, "SQLite"),
+        ({"public_url": "http://auth.example.com"}, "https"),
+    ],
+)
+def test_production_refuses_unsafe_defaults(override: dict[str, object], fragment: str) -> None:
+    settings = Settings(**{**SAFE, **override})
+    problems = settings.production_problems()
+    assert any(fragment in p for p in problems), problems
+    with pytest.raises(RuntimeError, match="refusing to start in production"):
+        Runtime.build(settings)
+
+
+def test_sqlite_allowed_in_production_when_asked() -> None:
+    settings = Settings(
+        **{**SAFE, "database_url": "sqlite+aiosqlite:///./x.db", "allow_sqlite_in_production": True}
+    )
+    assert settings.production_problems() == []
+
+
+def test_wildcard_cors_refused() -> None:
+    with pytest.raises(ValueError, match="wildcard"):
+        Settings(_env_file=None, cors_origins=["*"])  # type: ignore[call-arg]
+
+
+def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_CORS_ORIGINS", '["https://a.example", "https://b.example"]')
+    monkeypatch.setenv("AUTHGATE_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
+    monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"login_ip": "5/minute"}')
+    monkeypatch.setenv("AUTHGATE_JWT_LEEWAY", "61")
+    with pytest.raises(ValueError, match="jwt_leeway"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AUTHGATE_JWT_LEEWAY", "30")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.cors_allowlist == ["https://a.example", "https://b.example"]
+    assert settings.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
+    assert settings.effective_rate_limits["login_ip"] == "5/minute"
+    monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"no_such_limit": "5/minute"}')
+    with pytest.raises(ValueError, match="unknown rate limit"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
