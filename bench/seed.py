@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Sequence
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import update
 
 from authgate.config import Settings
 from authgate.core.db import make_engine
+from authgate.models import User
 
 #: Long, unrelated to the email and service name, and not on the common-password list.
 PASSWORD = "tangerine-orbit-lantern-47-quiet"
@@ -41,12 +42,11 @@ async def mark_verified(database_url: str, emails: Sequence[str]) -> int:
     try:
         async with engine.begin() as conn:
             result = await conn.execute(
-                text("UPDATE users SET email_verified = :yes WHERE email_key = :key").bindparams(
-                    yes=True
-                ),
-                [{"key": email.casefold()} for email in emails],
+                update(User)
+                .where(User.email_key.in_([email.casefold() for email in emails]))
+                .values(email_verified=True)
             )
-            return int(result.rowcount or 0)
+            return int(result.rowcount)
     finally:
         await engine.dispose()
 

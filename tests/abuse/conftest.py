@@ -17,6 +17,11 @@ from authgate.config import Settings
 from authgate.core.store import MemoryStore, RedisStore, Store
 from tests.support.servers import RedisServer, redis_server
 
+#: Store timeouts: the functional tests must not fail on a loaded CI machine (50 parallel
+#: connects), the outage tests use the production default and check how fast failures surface.
+FUNCTIONAL_TIMEOUT = 2.0
+OUTAGE_TIMEOUT = 0.5
+
 #: Generous defaults so tests that are not about a limit never hit one.
 TEST_LIMITS = {"login_account": "1000/hour", "login_ip": "5/minute"}
 
@@ -45,7 +50,7 @@ def abuse_settings(**overrides: Any) -> Settings:
         "env": "test",
         "rate_limits_enabled": True,
         "rate_limits": TEST_LIMITS,
-        "store_timeout": 0.3,
+        "store_timeout": OUTAGE_TIMEOUT,
     }
     values.update(overrides)
     return Settings(**values)
@@ -64,7 +69,7 @@ async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFa
     def factory() -> Store:
         if url is None:
             return shared_memory  # one process: every "instance" is the same dict
-        store = RedisStore(url, timeout=0.3)
+        store = RedisStore(url, timeout=FUNCTIONAL_TIMEOUT)
         made.append(store)
         return store
 
@@ -81,6 +86,6 @@ def store(store_factory: StoreFactory) -> Store:
 
 @pytest.fixture
 async def redis_store(redis_srv: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore(redis_srv.url, timeout=0.3)
+    store = RedisStore(redis_srv.url, timeout=OUTAGE_TIMEOUT)
     yield store
     await store.close()

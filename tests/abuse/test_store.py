@@ -21,10 +21,10 @@ from tests.support.servers import RedisServer
 
 
 async def test_flag_is_set_then_expires(store: Store) -> None:
-    await store.set_flag("revoked:sid:a", 0.3)
+    await store.set_flag("revoked:sid:a", 0.5)
     assert await store.has_flag("revoked:sid:a")
     assert not await store.has_flag("revoked:sid:b")
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(0.7)
     assert not await store.has_flag("revoked:sid:a")
 
 
@@ -37,11 +37,11 @@ async def test_has_any_flag_answers_in_order(store: Store) -> None:
 
 async def test_float_round_trip_and_expiry(store: Store) -> None:
     assert await store.get_float("tva:u1") is None
-    await store.set_float("tva:u1", 1_700_000_000.125, 0.3)
+    await store.set_float("tva:u1", 1_700_000_000.125, 0.5)
     await store.set_float("tva:u2", -2.5, 10)
     assert await store.get_float("tva:u1") == 1_700_000_000.125
     assert await store.get_floats(["tva:u1", "nope", "tva:u2"]) == [1_700_000_000.125, None, -2.5]
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(0.7)
     assert await store.get_float("tva:u1") is None
     assert await store.get_float("tva:u2") == -2.5
 
@@ -55,14 +55,14 @@ async def test_delete_removes_several_keys(store: Store) -> None:
 
 
 async def test_incr_is_atomic_and_restarts_the_ttl(store: Store) -> None:
-    values = await asyncio.gather(*(store.incr("c:x", 0.4) for _ in range(50)))
+    values = await asyncio.gather(*(store.incr("c:x", 0.6) for _ in range(50)))
     assert sorted(values) == list(range(1, 51))
-    assert await store.incr("c:x", 0.4, amount=5) == 55
-    await asyncio.sleep(0.25)
-    assert await store.incr("c:x", 0.4) == 56  # the TTL restarts on each increment
-    await asyncio.sleep(0.25)
+    assert await store.incr("c:x", 0.6, amount=5) == 55
+    await asyncio.sleep(0.35)
+    assert await store.incr("c:x", 0.6) == 56  # the TTL restarts on each increment
+    await asyncio.sleep(0.35)
     assert await store.get_float("c:x") == 56
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.4)
     assert await store.get_float("c:x") is None
 
 

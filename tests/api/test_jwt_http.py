@@ -95,7 +95,7 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
     registry.validate(claims)
 
 
-class _no_warning:  # noqa: N801 - used as a context manager name
+class _no_warning:
     """joserfc flags the JOSE name "EdDSA" as deprecated (RFC 9864); CONTRACT fixes that name."""
 
     def __enter__(self) -> None:
