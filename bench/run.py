@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,7 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("refresh_rps", ">=", 300.0, "refresh rps (target set for PostgreSQL)"),
     ("health_p99_storm_ms", "<=", 25.0, "health p99 during login storm (ms)"),
     ("rss_storm_mb", "<", 300.0, "worker RSS under login storm (MB)"),
-    ("errors_total", "<=", 0.0, "non-2xx + socket errors, all scenarios"),
+    ("errors_total", "<=", 0.0, "non-2xx + socket errors + failed probes"),
 ]
 
 
@@ -130,6 +132,13 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from the first line of /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -183,8 +192,14 @@ def database(cfg: Config, tmp: Path) -> Iterator[str]:
         raise SystemExit(f"BENCH_DB must be sqlite or postgres, not {cfg.db!r}")
 
 
+def authgate_overrides() -> dict[str, str]:
+    """AUTHGATE_* variables of the caller, passed through to try a setting
+    (``AUTHGATE_HASH_WORKERS=1 make bench``); the ones the bench sets itself win."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AUTHGATE_")}
+
+
 def authgate_env(tmp: Path, database_url: str, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = dict(os.environ)
     env.update(
         AUTHGATE_ENV="development",
         AUTHGATE_DATABASE_URL=database_url,
@@ -233,10 +248,11 @@ def run_wrk(
         server.url + scenario.path,
     ]
     pid = server.serving_pid()
-    ticks, started = cpu_ticks(pid), time.monotonic()
+    ticks, machine, started = cpu_ticks(pid), machine_ticks(), time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - started
     cpu = (cpu_ticks(pid) - ticks) / CLK_TCK / wall * 100
+    busy, total = (after - before for after, before in zip(machine_ticks(), machine, strict=True))
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
@@ -261,26 +277,34 @@ def run_wrk(
         "socket_error_detail": {k: v for k, v in errors.items() if k != "status"},
         "server_cpu_pct": round(cpu, 1),
         "server_rss_mb": round(rss_mb(pid), 1),
+        # Everything on the machine (wrk, the database, other users): near 100 = CPU-starved.
+        "machine_busy_pct": round(busy / max(total, 1) * 100, 1),
     }
 
 
-def probe_health(url: str, rate: float, seconds: float) -> list[float]:
-    """Latencies (ms) of GET /health/live at ``rate`` per second on one keep-alive connection."""
+def probe_health(url: str, rate: float, seconds: float) -> tuple[list[float], int]:
+    """Latencies (ms) of GET /health/live at ``rate`` per second on one keep-alive connection,
+    and how many probes failed (an error or a status other than 200)."""
     latencies: list[float] = []
+    failures = 0
     interval = 1 / rate
     deadline = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=10) as client:
         next_at = time.monotonic()
         while next_at < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                started = time.perf_counter()
+            started = time.perf_counter()
+            try:
                 response = client.get("/health/live")
-                elapsed = (time.perf_counter() - started) * 1000
+            except httpx.HTTPError:
+                failures += 1
+            else:
                 if response.status_code == 200:
-                    latencies.append(elapsed)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    failures += 1
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
-    return latencies
+    return latencies, failures
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -291,10 +315,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def probe_summary(latencies: list[float], expected: int) -> dict[str, Any]:
+def probe_summary(probe: tuple[list[float], int]) -> dict[str, Any]:
+    latencies, failures = probe
     return {
         "samples": len(latencies),
-        "expected": expected,
+        "failures": failures,
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
@@ -308,7 +333,7 @@ def login_storm(
     sampler. Returns (wrk figures, probe figures, peak RSS in MB)."""
     pid = server.serving_pid()
     peak = [rss_mb(pid)]
-    probe: list[float] = []
+    probe: list[tuple[list[float], int]] = []
     stop_sampling = threading.Event()
     settle = min(1.5, cfg.duration / 4)
     probe_seconds = max(1.0, cfg.duration - settle - 0.5)
@@ -320,7 +345,7 @@ def login_storm(
 
     def run_probe() -> None:
         time.sleep(settle)  # let the storm fill the hashing queue first
-        probe.extend(probe_health(server.url, cfg.probe_rate, probe_seconds))
+        probe.append(probe_health(server.url, cfg.probe_rate, probe_seconds))
 
     threads = [threading.Thread(target=sample_rss), threading.Thread(target=run_probe)]
     for thread in threads:
@@ -331,7 +356,7 @@ def login_storm(
         stop_sampling.set()
         for thread in threads:
             thread.join()
-    return figures, probe_summary(probe, int(probe_seconds * cfg.probe_rate)), peak[0]
+    return figures, probe_summary(probe[0] if probe else ([], 0)), peak[0]
 
 
 def argon2_hash_seconds(rounds: int = 9) -> float:
@@ -356,6 +381,57 @@ def argon2_hash_seconds(rounds: int = 9) -> float:
 
 
 # -- reporting -------------------------------------------------------------------------------------
+
+
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy on the serving process when BENCH_PYSPY names a py-spy binary (never installed
+    into the project: ``python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``)."""
+    binary = os.environ.get("BENCH_PYSPY")
+    if not binary:
+        return None
+    argv = [
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        f"{seconds:.0f}",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+#: py-spy frames read "func (/path/to/site-packages/pkg/mod.py:123)": keep "func (pkg/mod.py)".
+_FRAME = re.compile(r"\((?:[^()]*/(?:site-packages|src|python3\.\d+)/)?")
+_LINE = re.compile(r":\d+\)$")
+
+
+def profile_summary(path: Path, top: int = 80) -> dict[str, Any]:
+    """Self and inclusive shares of the event-loop thread's samples, from py-spy's collapsed
+    stacks (the database driver's idle worker threads are left out)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "_run_module_as_main" not in stack or not count.isdigit():
+            continue
+        frames = [_LINE.sub(")", _FRAME.sub("(", frame)) for frame in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, round(n / total * 100, 1)) for frame, n in counter.most_common(top)]
+
+    return {"samples": total, "self_pct": share(own), "inclusive_pct": share(inclusive)}
 
 
 def machine_info() -> dict[str, Any]:
@@ -397,7 +473,8 @@ def derive(
         "health_p50_storm_ms": probe["p50_ms"],
         "health_p99_storm_ms": probe["p99_ms"],
         "rss_storm_mb": round(rss_storm, 1),
-        "errors_total": sum(r["non_2xx"] + r["socket_errors"] for r in results.values()),
+        "errors_total": probe["failures"]
+        + sum(r["non_2xx"] + r["socket_errors"] for r in results.values()),
     }
 
 
@@ -422,7 +499,7 @@ def verdicts(derived: dict[str, Any]) -> list[dict[str, Any]]:
 def print_table(report: dict[str, Any]) -> None:
     head = (
         f"{'scenario':<12} {'conn':>4} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} "
-        f"{'sockerr':>7} {'cpu %':>6} {'rss MB':>7}"
+        f"{'sockerr':>7} {'cpu %':>6} {'rss MB':>7} {'host %':>6}"
     )
     print()
     print(
@@ -435,12 +512,13 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{row['scenario']:<12} {row['connections']:>4} {row['rps']:>9.1f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_2xx']:>7} "
-            f"{row['socket_errors']:>7} {row['server_cpu_pct']:>6.0f} {row['server_rss_mb']:>7.1f}"
+            f"{row['socket_errors']:>7} {row['server_cpu_pct']:>6.0f} {row['server_rss_mb']:>7.1f} "
+            f"{row['machine_busy_pct']:>6.0f}"
         )
     for name, probe in report["health_probe"].items():
         print(
             f"health probe ({name}): p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms, "
-            f"max {probe['max_ms']} ms, {probe['samples']}/{probe['expected']} samples"
+            f"max {probe['max_ms']} ms, {probe['samples']} samples, {probe['failures']} failed"
         )
     derived = report["derived"]
     print(
@@ -459,173 +537,149 @@ def print_table(report: dict[str, Any]) -> None:
             f"  {mark}  {verdict['label']:<42} {verdict['value']!s:>9}  (want {verdict['wanted']})"
         )
     print()
+    profile = report.get("profile_users_me")
+    if profile:
+        print(f"py-spy, GET /users/me, event-loop thread ({profile['samples']} samples):")
+        print("  self:      " + "; ".join(f"{f} {pct}%" for f, pct in profile["self_pct"][:8]))
+        wanted = [(f, pct) for f, pct in profile["inclusive_pct"] if "authgate" in f or "jwt" in f]
+        print("  inclusive: " + "; ".join(f"{f} {pct}%" for f, pct in wanted[:8]))
+        print()
 
 
 # -- the run ---------------------------------------------------------------------------------------
 
 
-def main() -> int:
-    cfg = Config()
-    wrk = ensure_wrk()
-    machine = machine_info()
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="authgate-bench-"))
+def settle(server: Server, timeout: float = 8.0) -> None:
+    """Wait until the server is idle (< 10% CPU over 0.3 s): work queued by the previous
+    scenario (logins still hashing after wrk stopped) must not leak into the next one."""
+    pid = server.serving_pid()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticks = cpu_ticks(pid)
+        time.sleep(0.3)
+        if (cpu_ticks(pid) - ticks) / CLK_TCK < 0.03:
+            return
+
+
+def start_servers(cfg: Config, tmp: Path, database_url: str, servers: list[Server]) -> None:
+    port, bare_port = free_port(), free_port()
+    env = authgate_env(tmp, database_url, port)
+    migrate = [sys.executable, "-m", "authgate", "migrate"]
+    subprocess.run(migrate, env=env, cwd=tmp, check=True, capture_output=True)
+    flags = ["--host", "127.0.0.1", "--workers", "1", "--port"]
+    serve = [sys.executable, "-m", "authgate", "serve", *flags, str(port)]
+    servers.append(start_server("authgate", serve, env, port, tmp))
+    bare = [sys.executable, "-m", "bench.bare_app", *flags, str(bare_port)]
+    servers.append(start_server("bare", bare, env, bare_port, tmp))
+
+
+def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, Any]:
     servers: list[Server] = []
-    print(f"bench: db={cfg.db} duration={cfg.duration}s workdir={tmp}", flush=True)
     try:
-        with database(cfg, tmp) as database_url:
-            port, bare_port = free_port(), free_port()
-            env = authgate_env(tmp, database_url, port)
-            subprocess.run(
-                [sys.executable, "-m", "authgate", "migrate"],
-                env=env,
-                cwd=tmp,
-                check=True,
-                capture_output=True,
-            )
-            python = [sys.executable, "-m"]
-            servers.append(
-                start_server(
-                    "authgate",
-                    [
-                        *python,
-                        "authgate",
-                        "serve",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--workers",
-                        "1",
-                    ],
-                    env,
-                    port,
-                    tmp,
-                )
-            )
-            servers.append(
-                start_server(
-                    "bare",
-                    [
-                        *python,
-                        "bench.bare_app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(bare_port),
-                        "--workers",
-                        "1",
-                    ],
-                    env,
-                    bare_port,
-                    tmp,
-                )
-            )
-            app, bare = servers
-            print(
-                f"bench: authgate pid {app.serving_pid()}, bare pid {bare.serving_pid()}",
-                flush=True,
-            )
+        start_servers(cfg, tmp, database_url, servers)
+        app, bare = servers
+        print(f"bench: authgate pid {app.serving_pid()}, bare pid {bare.serving_pid()}", flush=True)
 
-            hash_s = argon2_hash_seconds()
-            emails = seed.seed(app.url, database_url, cfg.users)
-            pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * cfg.connections))
-            access = str(pairs[0]["access_token"])
-            tokens_file = tmp / "refresh_tokens.txt"
-            tokens_file.write_text("\n".join(str(p["refresh_token"]) for p in pairs[1:]) + "\n")
-            rss_idle = rss_mb(app.serving_pid())
-            idle_probe = probe_health(app.url, cfg.probe_rate, 2.0)
+        hash_s = argon2_hash_seconds()
+        emails = seed.seed(app.url, database_url, cfg.users)
+        pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * cfg.connections))
+        tokens_file = tmp / "refresh_tokens.txt"
+        tokens_file.write_text("\n".join(str(p["refresh_token"]) for p in pairs[1:]) + "\n")
+        settle(app)
+        rss_idle = rss_mb(app.serving_pid())
+        idle_probe = probe_health(app.url, cfg.probe_rate, 2.0)
 
-            password = {"BENCH_PASSWORD": seed.PASSWORD}
-            scenarios = [
-                (bare, Scenario("bare", "/", "get.lua", cfg.connections)),
-                (
-                    app,
-                    Scenario(
-                        "users_me",
-                        f"{API}/users/me",
-                        "get.lua",
-                        cfg.connections,
-                        {"BENCH_ACCESS_TOKEN": access},
-                    ),
+        logins = {"BENCH_PASSWORD": seed.PASSWORD, "BENCH_USERS": ",".join(emails)}
+        registers = {"BENCH_PASSWORD": seed.PASSWORD, "BENCH_RUN_ID": str(os.getpid())}
+        bearer = {"BENCH_ACCESS_TOKEN": str(pairs[0]["access_token"])}
+        c = cfg.connections
+        scenarios = [
+            (bare, Scenario("bare", "/", "get.lua", c)),
+            (app, Scenario("users_me", f"{API}/users/me", "get.lua", c, bearer)),
+            (
+                app,
+                Scenario(
+                    "refresh",
+                    f"{API}/auth/refresh",
+                    "refresh.lua",
+                    c,
+                    {"BENCH_TOKENS_FILE": str(tokens_file)},
                 ),
-                (
-                    app,
-                    Scenario(
-                        "refresh",
-                        f"{API}/auth/refresh",
-                        "refresh.lua",
-                        cfg.connections,
-                        {"BENCH_TOKENS_FILE": str(tokens_file)},
-                    ),
-                ),
-                (
-                    app,
-                    Scenario(
-                        "login",
-                        f"{API}/auth/login",
-                        "login.lua",
-                        16,
-                        {**password, "BENCH_USERS": ",".join(emails)},
-                    ),
-                ),
-                (
-                    app,
-                    Scenario(
-                        "register",
-                        f"{API}/auth/register",
-                        "register.lua",
-                        16,
-                        {**password, "BENCH_RUN_ID": str(os.getpid())},
-                    ),
-                ),
-            ]
-            results: dict[str, dict[str, Any]] = {}
-            for server, scenario in scenarios:
-                if scenario.script == "get.lua":  # cheap to warm up: statement caches, imports
-                    run_wrk(wrk, cfg, server, scenario, duration=1)
-                print(f"bench: {scenario.name} ...", flush=True)
-                results[scenario.name] = run_wrk(wrk, cfg, server, scenario)
+            ),
+            (app, Scenario("login", f"{API}/auth/login", "login.lua", 16, logins)),
+            (app, Scenario("register", f"{API}/auth/register", "register.lua", 16, registers)),
+        ]
+        results: dict[str, dict[str, Any]] = {}
+        profile: dict[str, Any] | None = None
+        for server, scenario in scenarios:
+            settle(server)
+            if scenario.script == "get.lua":  # cheap to warm up: statement caches, imports
+                run_wrk(wrk, cfg, server, scenario, duration=1)
+            print(f"bench: {scenario.name} ...", flush=True)
+            out = RESULTS / f"{scenario.name}-{cfg.db}.pyspy.txt"
+            spy = None
+            if scenario.name == "users_me":
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                spy = start_profiler(server.serving_pid(), cfg.duration - 1, out)
+            results[scenario.name] = run_wrk(wrk, cfg, server, scenario)
+            if spy is not None and spy.wait(30) == 0:
+                profile = profile_summary(out)
+                results[scenario.name]["profiled"] = True
 
-            print("bench: login storm + health probe ...", flush=True)
-            storm = Scenario(
-                "login_storm",
-                f"{API}/auth/login",
-                "login.lua",
-                cfg.storm_connections,
-                {**password, "BENCH_USERS": ",".join(emails)},
-            )
-            results["login_storm"], storm_probe, rss_storm = login_storm(wrk, cfg, app, storm)
-
-            derived = derive(results, hash_s, storm_probe, rss_storm, machine["cores"] or 1)
-            report = {
-                "db": cfg.db,
-                "duration_s": cfg.duration,
-                "config": cfg.__dict__,
-                "machine": machine,
-                "scenarios": results,
-                "health_probe": {
-                    "idle": probe_summary(idle_probe, int(2.0 * cfg.probe_rate)),
-                    "login_storm": storm_probe,
-                },
-                "rss_idle_mb": round(rss_idle, 1),
-                "derived": derived,
-                "targets": verdicts(derived),
-                "wall_s": round(time.monotonic() - started, 1),
-            }
+        settle(app)
+        print("bench: login storm + health probe ...", flush=True)
+        storm = Scenario(
+            "login_storm", f"{API}/auth/login", "login.lua", cfg.storm_connections, logins
+        )
+        results["login_storm"], storm_probe, rss_storm = login_storm(wrk, cfg, app, storm)
+        settle(app)
     finally:
         for server in reversed(servers):
             stop(server.process)
+        RESULTS.mkdir(parents=True, exist_ok=True)
         for server in servers:
-            crashed = [
-                ln
-                for ln in server.log.read_text(errors="replace").splitlines()
-                if "Traceback" in ln or " ERROR " in ln
-            ]
-            if crashed:
-                print(f"bench: {server.name} logged {len(crashed)} error lines, see {server.log}")
+            kept = RESULTS / f"{server.name}-{cfg.db}.log"
+            shutil.copyfile(server.log, kept)
+            text = kept.read_text(errors="replace")
+            errors = sum("Traceback" in line or " ERROR " in line for line in text.splitlines())
+            if errors:
+                print(f"bench: {server.name} logged {errors} error lines, see {kept}")
+
+    cores = os.cpu_count() or 1
+    derived = derive(results, hash_s, storm_probe, rss_storm, cores)
+    return {
+        "scenarios": results,
+        "health_probe": {
+            "idle": probe_summary(idle_probe),
+            "login_storm": storm_probe,
+        },
+        "rss_idle_mb": round(rss_idle, 1),
+        "derived": derived,
+        "targets": verdicts(derived),
+        "profile_users_me": profile,
+    }
+
+
+def main() -> int:
+    cfg = Config()
+    wrk = ensure_wrk()
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "db": cfg.db,
+        "duration_s": cfg.duration,
+        "config": cfg.__dict__,
+        "machine": machine_info(),
+        "authgate_overrides": {
+            k: v for k, v in authgate_overrides().items() if "SECRET" not in k and "KEY" not in k
+        },
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="authgate-bench-"))
+    print(f"bench: db={cfg.db} duration={cfg.duration}s workdir={tmp}", flush=True)
+    with database(cfg, tmp) as database_url:
+        report.update(run_suite(cfg, wrk, tmp, database_url))
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
     print_table(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(report, indent=2, default=str) + "\n"
     (RESULTS / "latest.json").write_text(payload)
     (RESULTS / f"latest-{cfg.db}.json").write_text(payload)

@@ -16,6 +16,7 @@ from authgate.auth.router import router as auth_router
 from authgate.config import Settings
 from authgate.core.logging import configure_logging
 from authgate.core.middleware import HardeningMiddleware
+from authgate.oauth.router import router as oauth_router
 from authgate.ops.router import SWAGGER_ASSETS, ops, well_known
 from authgate.runtime import Runtime
 from authgate.sessions.router import router as sessions_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(sessions_router)
+    api.include_router(oauth_router)
     app.include_router(api)
     app.include_router(well_known)
     app.include_router(ops)

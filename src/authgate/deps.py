@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -81,6 +81,15 @@ def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
 
 
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
+
+
+def rate_limit(name: str) -> Any:
+    """A route dependency that spends one unit of the named per-IP rate limit."""
+
+    async def _hit(runtime: RuntimeDep, client: ClientDep) -> None:
+        await runtime.limiter.hit(name, client.ip_address or "unknown")
+
+    return Depends(_hit)
 
 
 @dataclass(frozen=True, slots=True)

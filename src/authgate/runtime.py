@@ -13,12 +13,16 @@ from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
 from authgate.core.email import EmailDispatcher, EmailService, make_backend
 from authgate.core.http import ClientResolver
+from authgate.core.ratelimit import RateLimiter
+from authgate.core.store import Store, make_store
+from authgate.core.throttle import LoginThrottle
 from authgate.core.security import secrets
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.jwt import JWTService
 from authgate.core.security.keys import SigningKeyRing
 from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
+from authgate.oauth import OAuthService, TokenService, build_oauth
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
@@ -47,6 +51,11 @@ class Runtime:
     auth: AuthService
     users: UserService
     clients: ClientResolver
+    store: Store
+    limiter: RateLimiter
+    throttle: LoginThrottle
+    oauth: OAuthService
+    provider_tokens: TokenService
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
@@ -67,17 +76,47 @@ class Runtime:
         )
         audit = AuditService()
         users_repo = UserRepository()
-        sessions = SessionService(settings, jwt, opaque, audit, email)
+        store = make_store(settings)
+        limiter = RateLimiter(settings, store)
+        throttle = LoginThrottle(settings, store)
+        sessions = SessionService(settings, jwt, opaque, audit, email, store)
         action_tokens = ActionTokenService(opaque)
         verification = VerificationService(settings, action_tokens, email, audit, users_repo)
         password_reset = PasswordResetService(
             settings, action_tokens, passwords, sessions, email, audit, users_repo
         )
         auth = AuthService(
-            settings, passwords, sessions, verification, password_reset, email, audit, users_repo
+            settings,
+            passwords,
+            sessions,
+            verification,
+            password_reset,
+            email,
+            audit,
+            users_repo,
+            limiter,
+            throttle,
         )
         users = UserService(
-            passwords, sessions, verification, password_reset, email, audit, users_repo
+            passwords,
+            sessions,
+            verification,
+            password_reset,
+            email,
+            audit,
+            users_repo,
+            limiter,
+            throttle,
+        )
+        oauth = build_oauth(
+            settings,
+            maker,
+            encryption=encryption,
+            opaque=opaque,
+            audit=audit,
+            sessions=sessions,
+            action_tokens=action_tokens,
+            users=users_repo,
         )
         return cls(
             settings=settings,
@@ -99,6 +138,11 @@ class Runtime:
             auth=auth,
             users=users,
             clients=ClientResolver(settings),
+            store=store,
+            limiter=limiter,
+            throttle=throttle,
+            oauth=oauth,
+            provider_tokens=oauth.tokens,
         )
 
     async def start(self) -> None:
@@ -109,4 +153,5 @@ class Runtime:
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.passwords.close()
+        await self.store.close()
         await self.engine.dispose()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections.abc import Awaitable
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,8 +19,9 @@ from authgate.core.store import (
     key_digest,
     make_store,
 )
+from authgate.core.time import shifted
 from tests.abuse.conftest import StoreFactory, abuse_settings
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, free_port
 
 
 async def test_flag_is_set_then_expires(store: Store) -> None:
@@ -99,10 +103,6 @@ def test_make_store_picks_the_backend(redis_srv: RedisServer) -> None:
 
 
 async def test_memory_store_follows_the_clock() -> None:
-    from datetime import timedelta
-
-    from authgate.core.time import shifted
-
     store = MemoryStore()
     await store.set_flag("k", 60)
     with shifted(timedelta(seconds=61)):
@@ -118,11 +118,11 @@ async def test_redis_keys_are_prefixed(redis_store: RedisStore, redis_srv: Redis
         await client.aclose()
 
 
-async def _timed(coro: object) -> tuple[float, BaseException | None]:
+async def _timed(call: Awaitable[object]) -> tuple[float, Exception | None]:
     started = time.monotonic()
     try:
-        await coro  # type: ignore[misc]
-    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        await call
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
         return time.monotonic() - started, exc
     return time.monotonic() - started, None
 
@@ -160,8 +160,6 @@ async def test_redis_outage_fails_fast_and_recovers(
 
 
 async def test_unreachable_redis_at_start_is_reported_not_raised_at_build() -> None:
-    from tests.support.servers import free_port
-
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.3)
     try:
         assert await store.ping() is False
@@ -169,3 +167,22 @@ async def test_unreachable_redis_at_start_is_reported_not_raised_at_build() -> N
             await store.has_flag("x")
     finally:
         await store.close()
+
+
+async def test_hung_redis_times_out_and_recovers(
+    redis_store: RedisStore, redis_srv: RedisServer
+) -> None:
+    """A Redis that accepts connections but never answers (SIGSTOP) costs one timeout, no more."""
+    await redis_store.set_flag("k", 60)
+    assert redis_srv.process is not None
+    redis_srv.process.send_signal(signal.SIGSTOP)
+    try:
+        elapsed, exc = await _timed(redis_store.has_flag("k"))
+        assert isinstance(exc, StoreUnavailable), exc
+        assert elapsed < 1.5
+        elapsed, exc = await _timed(redis_store.ping())
+        assert exc is None
+        assert elapsed < 1.5
+    finally:
+        redis_srv.process.send_signal(signal.SIGCONT)
+    assert await redis_store.has_flag("k")

@@ -31,7 +31,9 @@ def _to(messages: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
     return [m for m in messages if address in m["destinations"]["ToAddresses"]]
 
 
-async def _wait(moto: MotoServer, address: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+async def _wait(
+    moto: MotoServer, address: str, count: int, timeout: float = 20.0
+) -> list[dict[str, Any]]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         found = _to(await moto_messages(moto.url), address)
@@ -44,7 +46,9 @@ async def test_register_verification_mail_arrives_through_ses(
     client: httpx.AsyncClient, moto: MotoServer
 ) -> None:
     email = "ses-e2e@example.com"
-    response = await client.post("/api/v1/auth/register", json={"email": email, "password": TEST_PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": TEST_PASSWORD}
+    )
     assert response.status_code == 202
     (message,) = await _wait(moto, email, 1)
     match = re.search(r"/verify-email\?token=(agv_[A-Za-z0-9_-]+)", message["body"])
@@ -61,7 +65,8 @@ async def test_ses_outage_loses_nothing_and_changes_no_response(
     """SES down while 20 people register: every response is the normal 202; after recovery
     exactly 20 verification emails arrive, none twice."""
     reference = await client.post(
-        "/api/v1/auth/register", json={"email": "before-outage@example.com", "password": TEST_PASSWORD}
+        "/api/v1/auth/register",
+        json={"email": "before-outage@example.com", "password": TEST_PASSWORD},
     )
     await _wait(moto, "before-outage@example.com", 1)
     moto.stop()

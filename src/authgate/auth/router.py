@@ -38,6 +38,7 @@ from authgate.deps import (
     SessionDep,
     SettingsDep,
     bearer_token,
+    rate_limit,
 )
 from authgate.problems import error_responses
 from authgate.users.schemas import UserOut
@@ -72,7 +73,8 @@ async def register(
     "/verify-email",
     status_code=status.HTTP_200_OK,
     response_model=UserOut,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(400, 422, 429, 503),
+    dependencies=[rate_limit("token_consume_ip")],
 )
 async def verify_email(
     body: TokenRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -87,8 +89,10 @@ async def verify_email(
     response_model=Accepted,
     responses=error_responses(422, 429),
 )
-async def resend_verification(body: EmailRequest, db: SessionDep, runtime: RuntimeDep) -> Accepted:
-    await runtime.auth.resend_verification(db, body.email)
+async def resend_verification(
+    body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+) -> Accepted:
+    await runtime.auth.resend_verification(db, body.email, client)
     return Accepted(detail=RESEND_ACCEPTED)
 
 
@@ -141,6 +145,7 @@ async def token(
         elif grant_type == "refresh_token":
             if not refresh_token:
                 return _oauth_error("invalid_request", "refresh_token is required.")
+            await runtime.limiter.hit("refresh_ip", client.ip_address or "unknown")
             issued = await runtime.sessions.refresh(db, refresh_token, client)
         else:
             return _oauth_error("unsupported_grant_type", "Use password or refresh_token.")
@@ -168,6 +173,7 @@ async def _settle(db: SessionDep, exc: AuthgateError) -> None:
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(401, 422, 429, 503),
+    dependencies=[rate_limit("refresh_ip")],
 )
 async def refresh(
     body: RefreshRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -228,7 +234,8 @@ async def forgot_password(
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 422, 429),
+    responses=error_responses(400, 422, 429, 503),
+    dependencies=[rate_limit("token_consume_ip")],
 )
 async def reset_password(
     body: ResetPasswordRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -272,6 +279,7 @@ async def introspect(
 ) -> IntrospectionResponse:
     """RFC 7662 for trusted services (HTTP Basic of an introspection client)."""
     client_id = _basic_client(request, settings)
+    await runtime.limiter.hit("introspect_client", client_id)
     claims = await runtime.sessions.introspect(db, body.token)
     if claims is None:
         return IntrospectionResponse(active=False)

@@ -19,7 +19,9 @@ from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import EmailNotVerified, InvalidCredentials
 from authgate.core.http import ClientInfo
 from authgate.core.metrics import LOGINS
+from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
+from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
 from authgate.models import User
 from authgate.password_reset.service import PasswordResetService
@@ -42,8 +44,12 @@ class AuthService:
         email: EmailService,
         audit: AuditService,
         users: UserRepository,
+        limiter: RateLimiter,
+        throttle: LoginThrottle,
     ) -> None:
         self._settings = settings
+        self._limiter = limiter
+        self._throttle = throttle
         self._passwords = passwords
         self._sessions = sessions
         self._verification = verification
@@ -55,6 +61,7 @@ class AuthService:
     async def register(
         self, db: AsyncSession, email: str, password: str, name: str | None, client: ClientInfo
     ) -> None:
+        await self._limiter.hit("register_ip", ip_key(client))
         address = normalize_email(
             email, check_deliverability=self._settings.email_check_deliverability
         )
@@ -112,8 +119,10 @@ class AuthService:
         await self._sessions.end_all(db, user, reason="registration_replaced")
         await self._verification.send_verification(db, user)
 
-    async def resend_verification(self, db: AsyncSession, email: str) -> None:
+    async def resend_verification(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
         address = try_normalize_email(email)
+        await self._limiter.hit("verify_resend_ip", ip_key(client))
+        await self._limiter.hit("verify_resend_email", account_key(address, email))
         user = await self._users.by_email(db, address) if address else None
         if user is not None and user.is_active and not user.email_verified:
             await self._verification.send_verification(db, user)
@@ -121,11 +130,18 @@ class AuthService:
     async def authenticate(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
     ) -> User:
-        """The user whose password this is, or InvalidCredentials (same for every failure)."""
+        """The user whose password this is, or InvalidCredentials (same for every failure).
+
+        Rate limits per IP and the per-account throttle are consulted before any password work,
+        keyed on the address whether or not an account has it."""
         address = try_normalize_email(email)
+        account = account_key(address, email)
+        await self._limiter.hit("login_ip", ip_key(client))
+        await self._throttle.reserve(account)
         user = await self._users.by_email(db, address) if address else None
         ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
         if user is None or not ok or not user.is_active:
+            await self._throttle.failure(account)
             self._audit.record(
                 db,
                 AuditType.login_failed,
@@ -137,6 +153,7 @@ class AuthService:
             )
             LOGINS.labels("failed").inc()
             raise InvalidCredentials(commit=True)
+        await self._throttle.success(account)
         if new_hash is not None:
             user.password_hash = new_hash
         return user
@@ -161,4 +178,17 @@ class AuthService:
         return issued
 
     async def forgot_password(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
-        await self._reset.request(db, try_normalize_email(email), client)
+        # Limits keyed on the normalised address whether or not it exists: a 429 says nothing.
+        address = try_normalize_email(email)
+        await self._limiter.hit("forgot_password_ip", ip_key(client))
+        await self._limiter.hit("forgot_password_email", account_key(address, email))
+        await self._reset.request(db, address, client)
+
+
+def ip_key(client: ClientInfo) -> str:
+    return client.ip_address or "unknown"
+
+
+def account_key(address: str | None, raw: str) -> str:
+    """The per-account key: the case-folded normalised address (or the raw input, if invalid)."""
+    return (address or raw.strip()).casefold()

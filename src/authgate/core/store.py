@@ -97,6 +97,37 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class _MemoryLimitsStorage(MemoryStorage):
+    """``limits``' memory storage, with a ``clear`` that cannot break its expiry task.
+
+    The upstream ``clear`` pops the key while the background sweep may be about to read it,
+    which kills the sweep with a ``KeyError``; an empty list is swept away normally instead.
+    """
+
+    async def clear(self, key: str) -> None:
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
+        if key in self.events:
+            self.events[key] = []
+
+    async def aclose(self) -> None:
+        if self.timer is not None and not self.timer.done():
+            self.timer.cancel()
+        await self.reset()
+
+
+class _RedispyLimitsStorage(RedisStorage):
+    """``limits``' Redis storage, loading only redis-py.
+
+    The stock class imports every client it could use (coredis, valkey and their dependencies)
+    when it is built; authgate only ever uses redis-py. No ``STORAGE_SCHEME`` here, so the
+    ``limits`` scheme registry is left untouched.
+    """
+
+    # redis>=5.2 is pinned by pyproject.toml; None skips the version lookup.
+    DEPENDENCIES = {"redis": None}  # noqa: RUF012 - overrides the upstream attribute
+
+
 def _ttl_ms(ttl_seconds: float) -> int:
     return max(1, math.ceil(ttl_seconds * 1000))
 
@@ -114,7 +145,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._data: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
         self._next_sweep = self.SWEEP_EVERY
-        self.limits_storage = MemoryStorage()
+        self.limits_storage = _MemoryLimitsStorage()
 
     @staticmethod
     def _now() -> float:
@@ -169,7 +200,7 @@ class MemoryStore(Store):
 
     async def close(self) -> None:
         self._data.clear()
-        await self.limits_storage.reset()
+        await self.limits_storage.aclose()
 
 
 @contextmanager
@@ -199,7 +230,7 @@ class RedisStore(Store):
             health_check_interval=30,
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
-        self.limits_storage = RedisStorage(
+        self.limits_storage = _RedispyLimitsStorage(
             "async+" + url,
             wrap_exceptions=True,
             implementation="redispy",

@@ -18,7 +18,7 @@ class FlowError(StrEnum):
     access_denied = "access_denied"
     invalid_state = "invalid_state"
     invalid_request = "invalid_request"
-    invalid_id_token = "invalid_id_token"
+    invalid_id_token = "invalid_id_token"  # noqa: S105 - an error code
     provider_error = "provider_error"
     account_exists = "account_exists"
     account_disabled = "account_disabled"
@@ -99,4 +99,6 @@ class ProviderTokenUnavailable(Conflict):
     """No usable provider token: never stored, revoked at the provider, or undecryptable."""
 
     code = "provider_token_unavailable"
-    default_detail = "No valid provider token is available; the user must connect the provider again."
+    default_detail = (
+        "No valid provider token is available; the user must connect the provider again."
+    )

@@ -119,7 +119,8 @@ class IdTokenValidator:
 
 def _select(jwks: dict[str, Any], kid: Any, alg: str) -> dict[str, Any] | None:
     candidates = [
-        k for k in jwks.get("keys", [])
+        k
+        for k in jwks.get("keys", [])
         if isinstance(k, dict)
         and k.get("use", "sig") == "sig"
         and k.get("alg", alg) == alg

@@ -66,7 +66,7 @@ class ProviderMetadata:
     userinfo_endpoint: str | None = None
     jwks_uri: str | None = None
     revocation_endpoint: str | None = None
-    token_endpoint_auth_method: str = "client_secret_basic"
+    token_endpoint_auth_method: str = "client_secret_basic"  # noqa: S105 - a method name
     id_token_algorithms: list[str] = field(default_factory=list)
     #: RFC 9207: the provider sends ``iss`` with the authorization response.
     sends_iss_parameter: bool = False
@@ -86,26 +86,23 @@ class ProviderProfile:
     name: str | None
 
 
-@dataclass(slots=True)
-class _Cached:
-    value: Any
-    fetched_at: float
-
-
 class ProviderRegistry:
     """The configured providers, their discovered metadata and key sets (cached per process)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._configs: dict[str, OAuthProviderConfig] = {p.name: p for p in settings.oauth_providers}
-        self._metadata: dict[str, _Cached] = {}
-        self._jwks: dict[str, _Cached] = {}
+        self._configs: dict[str, OAuthProviderConfig] = {
+            p.name: p for p in settings.oauth_providers
+        }
+        #: name -> (value, time.monotonic() when fetched)
+        self._metadata: dict[str, tuple[ProviderMetadata, float]] = {}
+        self._jwks: dict[str, tuple[dict[str, Any], float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
-    def names(self) -> list[tuple[str, str]]:
-        return [(p.name, p.kind) for p in self._configs.values()]
+    def configs(self) -> list[OAuthProviderConfig]:
+        return list(self._configs.values())
 
     def config(self, name: str) -> OAuthProviderConfig:
         found = self._configs.get(name)
@@ -129,16 +126,14 @@ class ProviderRegistry:
         if config.kind == "github":
             return self._github(config)
         cached = self._metadata.get(name)
-        if cached is not None and time.monotonic() - cached.fetched_at < METADATA_TTL:
-            meta: ProviderMetadata = cached.value
-            return meta
+        if cached is not None and time.monotonic() - cached[1] < METADATA_TTL:
+            return cached[0]
         async with self._lock(f"meta:{name}"):
             cached = self._metadata.get(name)
-            if cached is not None and time.monotonic() - cached.fetched_at < METADATA_TTL:
-                meta = cached.value
-                return meta
+            if cached is not None and time.monotonic() - cached[1] < METADATA_TTL:
+                return cached[0]
             meta = await self._discover(config)
-            self._metadata[name] = _Cached(meta, time.monotonic())
+            self._metadata[name] = (meta, time.monotonic())
             return meta
 
     def _github(self, config: OAuthProviderConfig) -> ProviderMetadata:
@@ -152,7 +147,7 @@ class ProviderRegistry:
             token_endpoint=config.token_url or GITHUB_TOKEN_URL,
             userinfo_endpoint=config.userinfo_url or GITHUB_USER_URL,
             revocation_endpoint=config.revocation_url,
-            token_endpoint_auth_method="client_secret_post",
+            token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
         )
 
     async def _discover(self, config: OAuthProviderConfig) -> ProviderMetadata:
@@ -167,9 +162,12 @@ class ProviderRegistry:
             if not isinstance(doc.get(key), str):
                 raise ProviderError(f"discovery document lacks {key}")
         methods = doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-        auth_method = "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
+        auth_method = (
+            "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
+        )
         algorithms = [
-            alg for alg in doc.get("id_token_signing_alg_values_supported") or ["RS256"]
+            alg
+            for alg in doc.get("id_token_signing_alg_values_supported") or ["RS256"]
             if isinstance(alg, str)
         ]
         return ProviderMetadata(
@@ -195,31 +193,30 @@ class ProviderRegistry:
             raise ProviderError("no jwks_uri")
         cached = self._jwks.get(meta.name)
         now = time.monotonic()
-        if cached is not None and (
-            (not refresh and now - cached.fetched_at < METADATA_TTL)
-            or (refresh and now - cached.fetched_at < JWKS_MIN_REFRESH)
-        ):
-            keys: dict[str, Any] = cached.value
-            return keys
+        if cached is not None and now - cached[1] < (JWKS_MIN_REFRESH if refresh else METADATA_TTL):
+            return cached[0]
         async with self._lock(f"jwks:{meta.name}"):
             cached = self._jwks.get(meta.name)
-            if cached is not None and cached.fetched_at > now:
-                keys = cached.value
-                return keys
+            if cached is not None and cached[1] > now:  # fetched while we waited for the lock
+                return cached[0]
             doc = await self._get_json(meta.jwks_uri)
             if not isinstance(doc.get("keys"), list):
                 raise ProviderError("the key set has no keys")
-            self._jwks[meta.name] = _Cached(doc, time.monotonic())
+            self._jwks[meta.name] = (doc, time.monotonic())
             return doc
 
     async def _get_json(self, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
             async with self._http() as http:
-                response = await http.get(url, headers={"Accept": "application/json", **(headers or {})})
+                response = await http.get(
+                    url, headers={"Accept": "application/json", **(headers or {})}
+                )
         except httpx.HTTPError as exc:
             raise ProviderError(f"request failed: {type(exc).__name__}", transient=True) from None
         if response.status_code != 200:
-            raise ProviderError(f"HTTP {response.status_code}", transient=response.status_code >= 500)
+            raise ProviderError(
+                f"HTTP {response.status_code}", transient=response.status_code >= 500
+            )
         return _json_object(response)
 
     # -- the authorization request ----------------------------------------------------------
@@ -267,7 +264,9 @@ class ProviderRegistry:
         except OAuthError as exc:
             raise ProviderError(f"token endpoint error: {exc.error}") from None
         except (httpx.HTTPError, ValueError) as exc:
-            raise ProviderError(f"token request failed: {type(exc).__name__}", transient=True) from None
+            raise ProviderError(
+                f"token request failed: {type(exc).__name__}", transient=True
+            ) from None
         return _token_response(token)
 
     async def refresh(self, meta: ProviderMetadata, refresh_token: str) -> dict[str, Any]:
@@ -320,7 +319,9 @@ class ProviderRegistry:
             raise ProviderError("GitHub user has no id")
         try:
             async with self._http() as http:
-                response = await http.get(meta.userinfo_endpoint.rstrip("/") + "/emails", headers=headers)
+                response = await http.get(
+                    meta.userinfo_endpoint.rstrip("/") + "/emails", headers=headers
+                )
         except httpx.HTTPError as exc:
             raise ProviderError(f"request failed: {type(exc).__name__}", transient=True) from None
         email: str | None = None
@@ -378,9 +379,8 @@ def _token_response(token: Mapping[str, Any]) -> dict[str, Any]:
         value = token.get(key)
         if isinstance(value, str) and value:
             result[key] = value
-    expires_in = token.get("expires_in")
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        result["expires_in"] = int(expires_in)
-    elif isinstance(expires_in, str) and expires_in.isdigit():
+    expires_in: Any = token.get("expires_in")
+    numeric = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+    if numeric or (isinstance(expires_in, str) and expires_in.isdigit()):
         result["expires_in"] = int(expires_in)
     return result

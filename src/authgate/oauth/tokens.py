@@ -94,15 +94,22 @@ class TokenService:
         values = self._encrypted_values(user_id, provider, token, keep_refresh=None)
         row = await self._repo.token(db, user_id, provider)
         if row is None:
-            db.add(ProviderToken(user_id=user_id, identity_id=identity_id, provider=provider, **values))
+            db.add(
+                ProviderToken(user_id=user_id, identity_id=identity_id, provider=provider, **values)
+            )
         else:
             for key, value in values.items():
                 setattr(row, key, value)
             row.identity_id = identity_id
             row.version = row.version + 1
         self._audit.record(
-            db, AuditType.provider_token_stored, user_id=user_id,
-            detail={"provider": provider, "has_refresh_token": values["refresh_token_ct"] is not None},
+            db,
+            AuditType.provider_token_stored,
+            user_id=user_id,
+            detail={
+                "provider": provider,
+                "has_refresh_token": values["refresh_token_ct"] is not None,
+            },
         )
 
     def _encrypted_values(
@@ -121,13 +128,17 @@ class TokenService:
                 token["access_token"].encode(), associated_data(user_id, provider, ACCESS)
             ),
             "refresh_token_ct": (
-                self._encryption.encrypt(refresh.encode(), associated_data(user_id, provider, REFRESH))
+                self._encryption.encrypt(
+                    refresh.encode(), associated_data(user_id, provider, REFRESH)
+                )
                 if refresh
                 else None
             ),
             "token_type": token.get("token_type"),
             "scope": token.get("scope"),
-            "expires_at": utc_now() + timedelta(seconds=expires_in) if expires_in is not None else None,
+            "expires_at": utc_now() + timedelta(seconds=expires_in)
+            if expires_in is not None
+            else None,
             "updated_at": utc_now(),
         }
 
@@ -201,7 +212,9 @@ class TokenService:
             if fresh is not None:  # refreshed by the caller we waited for
                 return fresh
             if row.refresh_token_ct is None:
-                raise ProviderTokenUnavailable("The provider token expired and cannot be refreshed.")
+                raise ProviderTokenUnavailable(
+                    "The provider token expired and cannot be refreshed."
+                )
             refresh_token = self._decrypt(row, REFRESH)
             version, token_id = row.version, row.id
             await session.rollback()  # hold no transaction while waiting on the provider
@@ -217,11 +230,16 @@ class TokenService:
                 await session.rollback()
                 return await self._reread(user_id, provider)
             self._audit.record(
-                session, AuditType.provider_token_refreshed, user_id=user_id,
+                session,
+                AuditType.provider_token_refreshed,
+                user_id=user_id,
                 detail={"provider": provider, "rotated": "refresh_token" in response},
             )
             await session.commit()
-            logger.info("oauth.provider_token.refreshed", extra={"user_id": str(user_id), "provider": provider})
+            logger.info(
+                "oauth.provider_token.refreshed",
+                extra={"user_id": str(user_id), "provider": provider},
+            )
             return str(response["access_token"])
 
     async def _refresh_failed(
@@ -235,7 +253,9 @@ class TokenService:
                 if fresh is not None:
                     return fresh
             self._audit.record(
-                session, AuditType.provider_token_refreshed, user_id=user_id,
+                session,
+                AuditType.provider_token_refreshed,
+                user_id=user_id,
                 detail={"provider": provider, "outcome": "failed", "reason": str(exc)},
             )
             await session.commit()
@@ -302,7 +322,10 @@ class TokenService:
             )
         await self._repo.delete_token(db, row.id)
         self._audit.record(
-            db, AuditType.provider_token_revoked, user_id=user_id, client=client,
+            db,
+            AuditType.provider_token_revoked,
+            user_id=user_id,
+            client=client,
             detail={"provider": provider, "outcome": outcome},
         )
 

@@ -59,6 +59,8 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception:  # noqa: BLE001 - readiness reports any failure as "down"
         checks["database"] = "down"
+    if runtime.settings.redis_url:
+        checks["redis"] = "ok" if await runtime.store.ping() else "down"
     ok = all(v == "ok" for v in checks.values())
     headers = {} if ok else {"Retry-After": "5"}
     return JSONResponse(

@@ -22,11 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
 from authgate.core.email import EmailService, EmailTemplate
-from authgate.core.errors import InvalidAccessToken, InvalidRefreshToken, NotFound, TokenExpired
+from authgate.core.errors import (
+    InvalidAccessToken,
+    InvalidRefreshToken,
+    NotFound,
+    ServiceUnavailable,
+    TokenExpired,
+)
 from authgate.core.http import ClientInfo
 from authgate.core.metrics import REFRESHES, TOKEN_REUSE
 from authgate.core.security.jwt import AccessClaims, JWTService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
+from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
 from authgate.models import AuthSession, RefreshToken, User
 from authgate.sessions.repository import SessionRepository
@@ -59,9 +66,11 @@ class SessionService:
         opaque: OpaqueTokens,
         audit: AuditService,
         email: EmailService,
+        store: Store,
         repository: SessionRepository | None = None,
     ) -> None:
         self._settings = settings
+        self._store = store
         self._jwt = jwt
         self._opaque = opaque
         self._audit = audit
@@ -235,6 +244,7 @@ class SessionService:
         if session is None:
             return False
         revoked = await self._repo.revoke_session(db, session_id, utc_now(), reason)
+        await self._deny_sessions([session_id])
         if revoked:
             self._audit.record(
                 db, audit, user_id=session.user_id, session_id=session_id, client=client
@@ -256,7 +266,19 @@ class SessionService:
         """End every session and refuse every access token issued so far."""
         now = utc_now()
         user.tokens_valid_after = now
-        return await self._repo.revoke_user_sessions(db, user.id, now, reason)
+        ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
+        await self._deny_sessions(ids)
+        return ids
+
+    async def _deny_sessions(self, session_ids: list[uuid.UUID]) -> None:
+        """Publish revocations in the shared store, so every process refuses the sessions'
+        access tokens at once (kept as long as such a token can live)."""
+        ttl = self._settings.access_token_ttl + self._settings.jwt_leeway + 1
+        try:
+            for session_id in session_ids:
+                await self._store.set_flag(f"revoked-sid:{session_id}", ttl)
+        except StoreUnavailable:
+            raise ServiceUnavailable() from None
 
     async def principal(
         self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
@@ -270,6 +292,13 @@ class SessionService:
         claims, the user exists and is active, the token was issued after the user's last "end
         every session", and its session is neither revoked nor past its absolute lifetime."""
         claims = self._jwt.decode(token)
+        try:
+            (denied,) = await self._store.has_any_flag([f"revoked-sid:{claims.sid}"])
+        except StoreUnavailable:
+            # Fail closed: without the shared revocation list no token is let through.
+            raise ServiceUnavailable() from None
+        if denied:
+            raise InvalidAccessToken()
         found = await self._repo.principal(db, claims.sub, claims.sid)
         if found is None:
             raise InvalidAccessToken()

@@ -8,7 +8,9 @@ from authgate.audit import AuditService, AuditType
 from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import InvalidPassword
 from authgate.core.http import ClientInfo
+from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
+from authgate.core.throttle import LoginThrottle
 from authgate.models import AuthSession, User
 from authgate.password_reset.service import PasswordResetService, password_context
 from authgate.sessions.service import IssuedTokens, SessionService
@@ -27,7 +29,11 @@ class UserService:
         email: EmailService,
         audit: AuditService,
         users: UserRepository,
+        limiter: RateLimiter,
+        throttle: LoginThrottle,
     ) -> None:
+        self._limiter = limiter
+        self._throttle = throttle
         self._passwords = passwords
         self._sessions = sessions
         self._verification = verification
@@ -56,8 +62,16 @@ class UserService:
         client: ClientInfo,
     ) -> IssuedTokens:
         """Every session ends; the caller continues in a fresh session (a new ``sid``), so the
-        access token presented for the change stops working too."""
-        await self._confirm_password(user, current_password)
+        access token presented for the change stops working too. Wrong current passwords count
+        toward the same per-account throttle as failed logins."""
+        account = user.email.casefold()
+        await self._limiter.hit("change_password_account", str(user.id))
+        await self._throttle.reserve(account)
+        ok, _ = await self._passwords.verify(current_password, user.password_hash)
+        if not ok:
+            await self._throttle.failure(account)
+            raise InvalidPassword()
+        await self._throttle.success(account)
         new_password = self._passwords.validate(new_password, context=password_context(user))
         await self._reset.set_password(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_changed")

@@ -12,6 +12,7 @@
 //        who the next interaction signs in (or denies); `tamper` rewrites the next ID tokens:
 //        {aud?, iss?, nonce?, exp_offset?, bad_signature?: true}
 //   GET  /test/stats     {refreshes, revocations, codes}
+//   GET  /test/github/user, /test/github/user/emails   a GitHub-shaped API (Bearer access token)
 //   POST /test/reset     forget the next user, the tamper and the counters
 import { createPrivateKey, createSign, generateKeyPairSync, randomUUID } from 'node:crypto';
 
@@ -117,6 +118,20 @@ provider.use(async (ctx, next) => {
     tamper = null;
     Object.keys(stats).forEach((key) => { stats[key] = 0; });
     ctx.body = { ok: true };
+    return;
+  }
+  if (ctx.path.startsWith('/test/github/user') && ctx.method === 'GET') {
+    const [scheme, value] = (ctx.get('authorization') || '').split(' ');
+    const token = scheme === 'Bearer' ? await provider.AccessToken.find(value) : undefined;
+    const claims = token && accounts.get(token.accountId);
+    if (!claims) {
+      ctx.status = 401;
+      ctx.body = { message: 'Bad credentials' };
+      return;
+    }
+    ctx.body = ctx.path.endsWith('/emails')
+      ? [{ email: claims.email, primary: true, verified: claims.email_verified === true }]
+      : { id: Number(token.accountId.replace(/\D/g, '')) || token.accountId, login: token.accountId, name: claims.name || null };
     return;
   }
   const interaction = ctx.path.match(/^\/interaction\/([\w-]+)$/);

@@ -1,0 +1,39 @@
+"""Sign-in with external OAuth 2.0 / OpenID Connect providers, and the vault for their tokens."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authgate.action_tokens.service import ActionTokenService
+from authgate.audit import AuditService
+from authgate.config import Settings
+from authgate.core.security.crypto import EncryptionService
+from authgate.core.security.opaque import OpaqueTokens
+from authgate.oauth.providers import ProviderRegistry
+from authgate.oauth.service import OAuthService
+from authgate.oauth.tokens import TokenService
+from authgate.sessions.service import SessionService
+from authgate.users.repository import UserRepository
+
+__all__ = ["OAuthService", "ProviderRegistry", "TokenService", "build_oauth"]
+
+
+def build_oauth(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    encryption: EncryptionService,
+    opaque: OpaqueTokens,
+    audit: AuditService,
+    sessions: SessionService,
+    action_tokens: ActionTokenService,
+    users: UserRepository,
+) -> OAuthService:
+    """The OAuth service and its collaborators (called by ``Runtime.build``).
+
+    ``OAuthService.tokens`` is the TokenService (provider-token vault)."""
+    providers = ProviderRegistry(settings)
+    tokens = TokenService(sessionmaker, encryption, audit, providers)
+    return OAuthService(
+        settings, providers, tokens, action_tokens, sessions, opaque, encryption, audit, users
+    )

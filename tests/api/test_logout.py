@@ -1,0 +1,165 @@
+"""Logout (one session) and logout-all (every session of the user)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from authgate.runtime import Runtime
+from tests.conftest import Account, Flows
+from tests.support.db import audit_count
+
+API = "/api/v1"
+#: Headers that differ on every response whatever happened.
+VOLATILE = {"date", "x-request-id"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == code
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
+    return await client.get(f"{API}/users/me", headers=bearer(access_token))
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
+
+
+async def logout(
+    client: httpx.AsyncClient, refresh_token: str, access_token: str | None = None
+) -> httpx.Response:
+    headers = bearer(access_token) if access_token else {}
+    return await client.post(
+        f"{API}/auth/logout", json={"refresh_token": refresh_token}, headers=headers
+    )
+
+
+async def another_session(flows: Flows, account: Account) -> dict[str, str]:
+    response = await flows.login(account.email, account.password)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def shape(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
+    return response.status_code, response.content, headers
+
+
+async def test_logout_ends_the_session_and_its_access_tokens(
+    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account = await flows.signed_up()
+    uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
+    other = await another_session(flows, account)
+
+    response = await logout(client, account.refresh_token, account.access_token)
+    assert response.status_code == 204
+    assert response.content == b""
+
+    assert_problem(await refresh(client, account.refresh_token), 401, "invalid_token")
+    assert_problem(await me(client, account.access_token), 401, "invalid_token")
+    assert await audit_count(runtime, "logout", user_id=uid) == 1
+    # The user's other session is untouched.
+    assert (await me(client, other["access_token"])).status_code == 200
+    assert (await refresh(client, other["refresh_token"])).status_code == 200
+
+
+async def test_logout_by_refresh_token_alone_ends_every_access_token_of_the_session(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
+    account = await flows.signed_up()
+    rotated = (await refresh(client, account.refresh_token)).json()
+    assert (await me(client, rotated["access_token"])).status_code == 200
+
+    assert (await logout(client, rotated["refresh_token"])).status_code == 204
+
+    assert_problem(await me(client, account.access_token), 401, "invalid_token")
+    assert_problem(await me(client, rotated["access_token"]), 401, "invalid_token")
+    assert_problem(await refresh(client, rotated["refresh_token"]), 401, "invalid_token")
+
+
+async def test_logout_by_access_token_ends_that_session(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
+    """The Bearer presented is ended even when the refresh token sent is not of its session."""
+    account = await flows.signed_up()
+    other = await another_session(flows, account)
+    response = await logout(client, "agr_" + "U" * 43, account.access_token)
+    assert response.status_code == 204
+    assert_problem(await me(client, account.access_token), 401, "invalid_token")
+    assert_problem(await refresh(client, account.refresh_token), 401, "invalid_token")
+    assert (await me(client, other["access_token"])).status_code == 200
+
+
+async def test_logout_of_unknown_or_ended_sessions_looks_like_a_real_logout(
+    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account = await flows.signed_up()
+    uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
+    real = await logout(client, account.refresh_token)
+    assert real.status_code == 204
+
+    again = await logout(client, account.refresh_token)
+    unknown = await logout(client, "agr_" + "Z" * 43)
+    not_ours = await logout(client, "not-a-refresh-token")
+    stale_bearer = await logout(client, account.refresh_token, account.access_token)
+    garbage_bearer = await logout(client, "agr_" + "Y" * 43, "not.a.jwt")
+
+    for response in (again, unknown, not_ours, stale_bearer, garbage_bearer):
+        assert shape(response) == shape(real)
+    # Ending an ended session is not a second logout.
+    assert await audit_count(runtime, "logout", user_id=uid) == 1
+
+
+async def test_logout_all_ends_every_session_of_the_user(
+    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account = await flows.signed_up()
+    bystander = await flows.signed_up()
+    uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
+    second = await another_session(flows, account)
+    third = await another_session(flows, account)
+    rotated = (await refresh(client, third["refresh_token"])).json()
+    access_tokens = [
+        account.access_token,
+        second["access_token"],
+        third["access_token"],
+        rotated["access_token"],
+    ]
+    refresh_tokens = [account.refresh_token, second["refresh_token"], rotated["refresh_token"]]
+    for token in access_tokens:
+        assert (await me(client, token)).status_code == 200
+
+    response = await client.post(f"{API}/auth/logout-all", headers=bearer(second["access_token"]))
+    assert response.status_code == 204
+
+    for token in access_tokens:
+        assert_problem(await me(client, token), 401, "invalid_token")
+    for token in refresh_tokens:
+        assert_problem(await refresh(client, token), 401, "invalid_token")
+    assert await audit_count(runtime, "logout_all", user_id=uid) == 1
+    # Other users keep their sessions, and the user can sign in again.
+    assert (await me(client, bystander.access_token)).status_code == 200
+    fresh = await another_session(flows, account)
+    assert (await me(client, fresh["access_token"])).status_code == 200
+
+
+async def test_logout_all_needs_a_valid_bearer(flows: Flows, client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post(f"{API}/auth/logout-all"), 401, "not_authenticated")
+    account = await flows.signed_up()
+    await client.post(f"{API}/auth/logout-all", headers=bearer(account.access_token))
+    assert_problem(
+        await client.post(f"{API}/auth/logout-all", headers=bearer(account.access_token)),
+        401,
+        "invalid_token",
+    )

@@ -1,0 +1,151 @@
+"""The browser sign-in against a real OpenID provider: the happy path and the one-time code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+
+from authgate.core.time import shifted
+from authgate.models import AuthSession, OAuthState
+from authgate.runtime import Runtime
+from tests.oauth.conftest import REDIRECT_URL, Browser, OidcServer, counts, new_sub, query_of
+
+
+async def test_providers_are_listed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/oauth/providers")
+    assert response.status_code == 200
+    assert response.json() == [
+        {"name": "test", "kind": "oidc"},
+        {"name": "post", "kind": "oidc"},
+        {"name": "github", "kind": "github"},
+    ]
+
+
+async def test_authorize_redirects_with_pkce_state_nonce_and_binding_cookie(
+    browser: Browser, runtime: Runtime, idp: OidcServer
+) -> None:
+    response = await browser.authorize()
+    assert response.status_code == 302
+    location = response.headers["location"]
+    assert location.startswith(idp.url + "/auth?")
+    query = query_of(location)
+    assert query["response_type"] == "code"
+    assert query["client_id"] == "authgate"
+    assert query["redirect_uri"] == "http://127.0.0.1:8000/api/v1/oauth/test/callback"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    assert query["state"].startswith("ags_") and len(query["nonce"]) >= 43
+    assert set(query["scope"].split()) == {"openid", "email", "profile"}
+
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("ag_oauth_")
+    lowered = cookie.lower()
+    for attribute in ("httponly", "samesite=lax", "path=/api/v1/oauth", "max-age=600"):
+        assert attribute in lowered, cookie
+    assert "secure" not in lowered  # public_url is http in tests
+
+    async with runtime.sessionmaker() as db:
+        states = list((await db.execute(select(OAuthState))).scalars())
+    assert len(states) == 1
+    state = states[0]
+    assert state.state_hash == runtime.opaque.hash(query["state"])
+    assert query["state"] not in state.state_hash
+    assert query["nonce"].encode() not in state.secrets_ct
+    assert state.redirect_url == REDIRECT_URL and state.used_at is None
+    assert timedelta(minutes=5) <= state.expires_at - state.created_at <= timedelta(minutes=10)
+
+
+async def test_full_sign_in_creates_then_reuses_the_user(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    sub = new_sub()
+    idp.next_user(sub, "Ada@Example.com", email_verified=True)
+    final = await browser.sign_in()
+    location = final.headers["location"]
+    assert location.startswith(REDIRECT_URL + "?code=ago_")
+    assert "set-cookie" in final.headers and "max-age=0" in final.headers["set-cookie"].lower()
+
+    code = query_of(location)["code"]
+    response = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    pair = response.json()
+    assert pair["token_type"] == "Bearer" and pair["refresh_token"].startswith("agr_")
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.status_code == 200
+    user = me.json()
+    assert user["email"] == "Ada@example.com"
+    assert user["email_verified"] is True
+
+    async with runtime.sessionmaker() as db:
+        methods = (await db.execute(select(AuthSession.auth_method))).scalars().all()
+    assert methods == ["oauth:test"]
+
+    # The code is single use.
+    again = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert again.status_code == 400 and again.json()["code"] == "invalid_token"
+
+    # A second sign-in with the same provider account lands in the same user.
+    second = await browser.tokens()
+    me2 = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
+    assert me2.json()["id"] == user["id"]
+    found = await counts(runtime)
+    assert (found.users, found.identities, found.provider_tokens) == (1, 1, 1)
+
+
+async def test_the_code_expires_after_its_ttl(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer
+) -> None:
+    idp.next_user(new_sub(), "late@example.com")
+    code = await browser.code()
+    with shifted(timedelta(seconds=61)):
+        response = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_token"
+
+
+async def test_a_code_just_inside_its_ttl_works(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer
+) -> None:
+    idp.next_user(new_sub(), "early@example.com")
+    code = await browser.code()
+    with shifted(timedelta(seconds=55)):
+        response = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert response.status_code == 200
+
+
+async def test_garbage_codes_are_refused(client: httpx.AsyncClient) -> None:
+    for code in ("ago_nope", "agr_" + "a" * 43, ""):
+        response = await client.post("/api/v1/oauth/token", json={"code": code})
+        assert response.status_code == 400 and response.json()["code"] == "invalid_token"
+
+
+async def test_client_secret_post_provider_signs_in(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer
+) -> None:
+    idp.next_user(new_sub(), "post@example.com")
+    pair = await browser.tokens("post")
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.json()["email"] == "post@example.com"
+
+
+async def test_github_kind_provider_signs_in(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    idp.next_user("4242", "octo@example.com", email_verified=True)
+    pair = await browser.tokens("github")
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.json()["email"] == "octo@example.com" and me.json()["email_verified"] is True
+    conns = await client.get(
+        "/api/v1/oauth/connections", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert [c["provider"] for c in conns.json()] == ["github"]
