@@ -14,14 +14,14 @@ from authgate.core.db import make_engine, make_sessionmaker
 from authgate.core.email import EmailDispatcher, EmailService, make_backend
 from authgate.core.http import ClientResolver
 from authgate.core.ratelimit import RateLimiter
-from authgate.core.store import Store, make_store
-from authgate.core.throttle import LoginThrottle
 from authgate.core.security import secrets
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.jwt import JWTService
 from authgate.core.security.keys import SigningKeyRing
 from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
+from authgate.core.store import Store, make_store
+from authgate.core.throttle import LoginThrottle
 from authgate.oauth import OAuthService, TokenService, build_oauth
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import SessionService

@@ -16,7 +16,7 @@ from tests.conftest import Flows
 
 API = "/api/v1"
 CLIENT_ID = "svc"
-CLIENT_SECRET = "s3cret-value-123"  # noqa: S105 - a test fixture, not a secret
+CLIENT_SECRET = "s3cret-value-123"
 
 
 @pytest.fixture

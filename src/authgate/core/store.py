@@ -231,7 +231,7 @@ class RedisStore(Store):
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
         self.limits_storage = _RedispyLimitsStorage(
-            "async+" + url,
+            _limits_uri(url),
             wrap_exceptions=True,
             implementation="redispy",
             key_prefix=LIMITS_PREFIX,
@@ -303,6 +303,13 @@ class RedisStore(Store):
     async def close(self) -> None:
         await self._redis.aclose()
         await self._pool.aclose()
+
+
+def _limits_uri(url: str) -> str:
+    """The ``limits`` spelling of a redis-py URL (only parsed: the pool is shared)."""
+    if url.startswith("unix://"):
+        return "async+redis+unix://" + url.removeprefix("unix://")
+    return "async+" + url
 
 
 def make_store(settings: Settings) -> Store:

@@ -1,0 +1,127 @@
+"""Two real ``authgate serve`` processes on one PostgreSQL and one Redis share every state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authgate.config import Settings
+from authgate.core.migrate import upgrade_async
+from tests.conftest import TEST_PASSWORD
+from tests.support.servers import PostgresServer, RedisServer, free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def two_servers(
+    pg_server: PostgresServer, redis_srv: RedisServer, tmp_path: Path, keys_dir: Path
+) -> Iterator[tuple[str, str, str]]:
+    db_url = pg_server.createdb(f"two_{os.getpid()}_{free_port()}")
+    asyncio.run(upgrade_async(Settings(_env_file=None, database_url=db_url)))  # type: ignore[call-arg]
+    ports = [free_port(), free_port()]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")},
+        "AUTHGATE_DATABASE_URL": db_url,
+        "AUTHGATE_REDIS_URL": redis_srv.url,
+        "AUTHGATE_KEYS_DIR": str(tmp_path / "keys"),
+        "AUTHGATE_EMAIL_BACKEND": "console",
+        "AUTHGATE_RATE_LIMITS": '{"login_account": "6/15minutes", "register_ip": "5/minute"}',
+        "AUTHGATE_HASH_WORKERS": "1",
+        "AUTHGATE_LOG_LEVEL": "WARNING",
+    }
+    processes = []
+    logs = []
+    for port in ports:
+        log = (tmp_path / f"server-{port}.log").open("w")
+        logs.append(log)
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+                env={**env, "AUTHGATE_PUBLIC_URL": "http://127.0.0.1:8000"},
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        for port in ports:
+            wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", str(tmp_path)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+        for log in logs:
+            log.close()
+
+
+async def test_state_is_shared_between_processes(
+    two_servers: tuple[str, str, str],
+) -> None:
+    url_a, url_b, tmp = two_servers
+    async with httpx.AsyncClient(base_url=url_a) as a, httpx.AsyncClient(base_url=url_b) as b:
+        # A rate limit of N admits N in total across both processes (register_ip = 5/minute).
+        statuses = []
+        for i in range(8):
+            client = a if i % 2 == 0 else b
+            response = await client.post(
+                "/api/v1/auth/register",
+                json={"email": f"p{i}@example.com", "password": TEST_PASSWORD},
+            )
+            statuses.append(response.status_code)
+        assert statuses.count(202) == 5 and statuses.count(429) == 3, statuses
+
+        # Verify p0 through the console log of whichever process sent its mail.
+        token = await _token_from_logs(Path(tmp), "p0@example.com")
+        assert (await b.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 200
+        login = await a.post(
+            "/api/v1/auth/login", json={"email": "p0@example.com", "password": TEST_PASSWORD}
+        )
+        assert login.status_code == 200
+        pair = login.json()
+        auth = {"Authorization": f"Bearer {pair['access_token']}"}
+        assert (await b.get("/api/v1/users/me", headers=auth)).status_code == 200
+
+        # Logout through A: the access token fails on B at once.
+        logout = await a.post(
+            "/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}, headers=auth
+        )
+        assert logout.status_code == 204
+        assert (await b.get("/api/v1/users/me", headers=auth)).status_code == 401
+
+        # Failed logins through A and B count toward one account throttle (login_account = 6).
+        results = []
+        for i in range(10):
+            client = a if i % 2 == 0 else b
+            response = await client.post(
+                "/api/v1/auth/login",
+                json={"email": "p0@example.com", "password": f"wrong guess {i:02d} xx"},
+            )
+            results.append(response.status_code)
+        assert results.count(401) == 5  # one of the 6 went to the successful login above
+        assert results[5:] == [429] * 5, results
+
+
+async def _token_from_logs(tmp: Path, email: str, timeout: float = 10.0) -> str:
+    import re
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    pattern = re.compile(
+        r"To: " + re.escape(email) + r"\n.*?/verify-email\?token=(agv_[A-Za-z0-9_-]+)", re.S
+    )
+    while asyncio.get_running_loop().time() < deadline:
+        for log in tmp.glob("server-*.log"):
+            match = pattern.search(log.read_text())
+            if match:
+                return match.group(1)
+        await asyncio.sleep(0.1)
+    raise AssertionError("no verification link in the console logs")
