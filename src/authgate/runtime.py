@@ -83,7 +83,7 @@ class Runtime:
         action_tokens = ActionTokenService(opaque)
         verification = VerificationService(settings, action_tokens, email, audit, users_repo)
         password_reset = PasswordResetService(
-            settings, action_tokens, passwords, sessions, email, audit, users_repo
+            settings, action_tokens, passwords, sessions, email, audit, users_repo, throttle
         )
         auth = AuthService(
             settings,

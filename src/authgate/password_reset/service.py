@@ -16,6 +16,7 @@ from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
+from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
@@ -37,8 +38,10 @@ class PasswordResetService:
         email: EmailService,
         audit: AuditService,
         users: UserRepository,
+        throttle: LoginThrottle,
     ) -> None:
         self._settings = settings
+        self._throttle = throttle
         self._tokens = tokens
         self._passwords = passwords
         self._sessions = sessions
@@ -82,6 +85,8 @@ class PasswordResetService:
             raise InvalidToken()
         await self.set_password(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_reset")
+        # The owner is back in control: lift any login delay an attacker's guesses caused.
+        await self._throttle.success(user.email.casefold())
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
         await self._email.enqueue(
             db,

@@ -73,7 +73,10 @@ provider.on('grant.success', (ctx) => {
   if (ctx.oidc.params.grant_type === 'refresh_token') stats.refreshes += 1;
   if (ctx.oidc.params.grant_type === 'authorization_code') stats.codes += 1;
 });
-provider.on('revocation.success', () => { stats.revocations += 1; });
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route === 'revocation' && ctx.status === 200) stats.revocations += 1;
+});
 
 function b64url(value) {
   return Buffer.from(value).toString('base64url');

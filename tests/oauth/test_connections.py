@@ -1,0 +1,135 @@
+"""Connecting a provider to a signed-in account, listing and removing connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from authgate.models import AuditEvent, OAuthState, ProviderToken
+from authgate.runtime import Runtime
+from tests.conftest import Flows
+from tests.oauth.conftest import Browser, OidcServer, counts, new_sub, query_of
+
+SETTINGS_URL = "https://app.test/settings?tab=connections"
+
+
+def bearer(pair: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+async def link(
+    browser: Browser,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    provider: str,
+    body: dict[str, Any] | None = None,
+) -> httpx.Response:
+    response = await client.post(f"/api/v1/oauth/{provider}/link", headers=auth, json=body or {})
+    assert response.status_code == 200, response.text
+    assert response.headers["set-cookie"].startswith("ag_oauth_")
+    url = response.json()["authorization_url"]
+    return await browser.callback(await browser.at_provider(url))
+
+
+async def test_link_list_and_unlink(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    account = await flows.signed_up("local@example.com")
+    # The provider's address differs from the local one: linking never looks at addresses.
+    idp.next_user(new_sub(), "elsewhere@example.com")
+    done = await link(browser, client, account.auth, "test", {"redirect_url": SETTINGS_URL})
+    assert done.headers["location"] == SETTINGS_URL + "&linked=test"
+    async with runtime.sessionmaker() as db:
+        state = (await db.execute(select(OAuthState))).scalar_one()
+    assert state.link_user_id is not None and state.used_at is not None
+
+    listed = await client.get("/api/v1/oauth/connections", headers=account.auth)
+    assert listed.status_code == 200
+    [connection] = listed.json()
+    assert connection["provider"] == "test" and connection["email"] == "elsewhere@example.com"
+
+    # The account has a password, so the connection may go; its tokens are revoked (RFC 7009).
+    revoked_before = idp.stats()["revocations"]
+
+    removed = await client.delete("/api/v1/oauth/connections/test", headers=account.auth)
+    assert removed.status_code == 204
+    assert idp.stats()["revocations"] > revoked_before
+    assert (await client.get("/api/v1/oauth/connections", headers=account.auth)).json() == []
+    async with runtime.sessionmaker() as db:
+        assert (await db.execute(select(ProviderToken))).first() is None
+        events = (
+            (await db.execute(select(AuditEvent).where(AuditEvent.type.like("%oauth%"))))
+            .scalars()
+            .all()
+        )
+        revoked = (
+            await db.execute(select(AuditEvent).where(AuditEvent.type == "provider_token_revoked"))
+        ).scalar_one()
+    assert {e.type for e in events} >= {"oauth_linked", "oauth_unlinked"}
+    assert revoked.detail == {"provider": "test", "outcome": "revoked"}
+    missing = await client.delete("/api/v1/oauth/connections/test", headers=account.auth)
+    assert missing.status_code == 404
+
+
+async def test_linked_identity_signs_in_to_the_linking_account(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer
+) -> None:
+    account = await flows.signed_up("owner2@example.com")
+    sub = new_sub()
+    idp.next_user(sub, "owner2@example.com")
+    await link(browser, client, account.auth, "test")
+    client.cookies.clear()
+    idp.next_user(sub, "owner2@example.com")
+    pair = await browser.tokens()
+    me = (await client.get("/api/v1/users/me", headers=bearer(pair))).json()
+    local = (await client.get("/api/v1/users/me", headers=account.auth)).json()
+    assert me["id"] == local["id"]
+
+
+async def test_an_identity_of_another_user_cannot_be_linked(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    sub = new_sub()
+    idp.next_user(sub, "taken@example.com")
+    await browser.tokens()
+    client.cookies.clear()
+    account = await flows.signed_up("other@example.com")
+    idp.next_user(sub, "taken@example.com")
+    done = await link(browser, client, account.auth, "test")
+    assert query_of(done.headers["location"]) == {"error": "already_linked"}
+    assert (await client.get("/api/v1/oauth/connections", headers=account.auth)).json() == []
+
+
+async def test_the_last_way_to_sign_in_cannot_be_removed(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    idp.next_user(new_sub(), "only@example.com")
+    pair = await browser.tokens()
+    response = await client.delete("/api/v1/oauth/connections/test", headers=bearer(pair))
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert (await counts(runtime)).identities == 1
+
+    # With a second connection, one of them can go.
+    client.cookies.clear()
+    idp.next_user("777", "only@example.com")
+    done = await link(browser, client, bearer(pair), "github")
+    assert query_of(done.headers["location"]) == {"linked": "github"}
+    response = await client.delete("/api/v1/oauth/connections/test", headers=bearer(pair))
+    assert response.status_code == 204
+    response = await client.delete("/api/v1/oauth/connections/github", headers=bearer(pair))
+    assert response.status_code == 409
+
+
+async def test_link_requires_a_bearer_and_an_allowed_redirect(
+    client: httpx.AsyncClient, flows: Flows
+) -> None:
+    assert (await client.post("/api/v1/oauth/test/link")).status_code == 401
+    assert (await client.get("/api/v1/oauth/connections")).status_code == 401
+    account = await flows.signed_up()
+    response = await client.post(
+        "/api/v1/oauth/test/link", headers=account.auth, json={"redirect_url": "https://evil.com"}
+    )
+    assert response.status_code == 400 and response.json()["code"] == "invalid_redirect_url"
