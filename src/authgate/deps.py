@@ -31,7 +31,7 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -39,7 +39,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
@@ -76,7 +76,7 @@ def _notify(runtime: Runtime, session: AsyncSession) -> None:
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
-def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
+async def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
     return runtime.clients.info(request)
 
 
