@@ -18,6 +18,7 @@ import pytest
 from authgate.runtime import Runtime
 from tests.conftest import Flows
 from tests.support.db import audit_count, row_count, successors_of
+from tests.support.mail import SmtpSink
 
 API = "/api/v1"
 N = 50
@@ -95,3 +96,63 @@ async def test_concurrent_refresh_inside_the_grace_window_all_get_the_same_pair(
     assert (await user_id(client, pair[0])) == uid
     onward = await client.post(f"{API}/auth/refresh", json={"refresh_token": pair[1]})
     assert onward.status_code == 200, onward.text
+
+
+async def test_concurrent_use_of_one_reset_token_changes_the_password_once(
+    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    account = await flows.signed_up()
+    assert (
+        await client.post(f"{API}/auth/password/forgot", json={"email": account.email})
+    ).status_code == 202
+    mails = await smtp_sink.wait_for(account.email, 3)  # verify, welcome, reset
+    token = next(m for m in mails if "/reset-password?token=" in m.text).token("/reset-password")
+
+    passwords = [f"racing passphrase number {i:02d}" for i in range(10)]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"{API}/auth/password/reset", json={"token": token, "new_password": password}
+            )
+            for password in passwords
+        )
+    )
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {204: 1, 400: len(passwords) - 1}, statuses
+    winner = passwords[[r.status_code for r in responses].index(204)]
+    for password in passwords:
+        login = await flows.login(account.email, password)
+        assert login.status_code == (200 if password == winner else 401), password
+
+
+async def test_two_accounts_confirming_a_change_to_the_same_address_at_once(
+    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
+) -> None:
+    """Uniqueness holds under a race: one confirmation wins, the other is a clean 400."""
+    target = "wanted-by-two@example.com"
+    first, second = await flows.signed_up(), await flows.signed_up()
+    for account in (first, second):
+        response = await client.post(
+            f"{API}/users/me/email",
+            json={"new_email": target, "password": account.password},
+            headers=account.auth,
+        )
+        assert response.status_code == 202, response.text
+    links = await smtp_sink.wait_for(target, 2)
+    tokens = [m.token("/verify-email") for m in links]
+    assert len(set(tokens)) == 2
+
+    responses = await asyncio.gather(
+        *(client.post(f"{API}/auth/verify-email", json={"token": t}) for t in tokens)
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 400], [r.text for r in responses]
+    loser = next(r for r in responses if r.status_code == 400)
+    assert loser.json()["code"] == "invalid_token"
+    assert await row_count(runtime, "users", email_key=target) == 1
+    emails = {
+        (await client.get(f"{API}/users/me", headers=a.auth)).json()["email"]
+        for a in (first, second)
+    }
+    assert emails in ({target, first.email}, {target, second.email})

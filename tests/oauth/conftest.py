@@ -27,6 +27,8 @@ from authgate.models import AuthSession, OAuthIdentity, ProviderToken, User
 from authgate.runtime import Runtime
 from tests.support.servers import free_port, wait_for_port
 
+#: One TLS context for the test browser (the provider is plain http; httpx builds one anyway).
+TLS = httpx.create_ssl_context()
 OIDC_DIR = Path(__file__).resolve().parents[1] / "support" / "oidc"
 APP_BASE = "http://127.0.0.1:8000"
 REDIRECT_URL = "https://app.test/after-login"
@@ -44,7 +46,7 @@ class OidcServer:
     process: subprocess.Popen[bytes]
 
     def _post(self, path: str, body: dict[str, Any] | None = None) -> None:
-        response = httpx.post(self.url + path, json=body or {}, timeout=5)
+        response = httpx.post(self.url + path, json=body or {}, timeout=5, verify=TLS)
         response.raise_for_status()
 
     def next_user(
@@ -67,7 +69,7 @@ class OidcServer:
         self._post("/test/reset")
 
     def stats(self) -> dict[str, int]:
-        response = httpx.get(self.url + "/test/stats", timeout=5)
+        response = httpx.get(self.url + "/test/stats", timeout=5, verify=TLS)
         response.raise_for_status()
         result: dict[str, int] = response.json()
         return result
@@ -207,7 +209,7 @@ class Browser:
 
     async def at_provider(self, location: str) -> str:
         """Follow the provider's redirects until it sends the browser back to us."""
-        async with httpx.AsyncClient(timeout=10) as browser:
+        async with httpx.AsyncClient(timeout=10, verify=TLS) as browser:
             for _ in range(10):
                 if location.startswith(APP_BASE + "/"):
                     return location

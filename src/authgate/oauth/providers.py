@@ -12,6 +12,7 @@ Nothing here logs a token, a code or a secret: failures carry the provider's err
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import warnings
 from collections.abc import Mapping
@@ -98,6 +99,7 @@ class ProviderRegistry:
         self._metadata: dict[str, tuple[ProviderMetadata, float]] = {}
         self._jwks: dict[str, tuple[dict[str, Any], float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -116,8 +118,16 @@ class ProviderRegistry:
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
+    def _tls(self) -> ssl.SSLContext:
+        # Loading the CA bundle takes tens of milliseconds: once per process, not per request.
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
     def _http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self._settings.oauth_http_timeout, follow_redirects=False)
+        return httpx.AsyncClient(
+            timeout=self._settings.oauth_http_timeout, follow_redirects=False, verify=self._tls()
+        )
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -247,6 +257,7 @@ class ProviderRegistry:
             revocation_endpoint_auth_method=meta.token_endpoint_auth_method,
             redirect_uri=self.callback_url(meta.name),
             timeout=self._settings.oauth_http_timeout,
+            verify=self._tls(),
         )
 
     async def exchange_code(

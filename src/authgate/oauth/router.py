@@ -94,6 +94,7 @@ async def token(
     client: ClientDep,
 ) -> TokenPair:
     """Exchanges the one-time ``ago_`` code from the callback redirect for a session."""
+    await runtime.limiter.hit("token_consume_ip", client.ip_address or "unknown")
     issued = await runtime.oauth.redeem(db, body.code, client)
     response.headers.update(NO_STORE)
     return TokenPair.of(issued)
@@ -119,7 +120,7 @@ def _internal_client(request: Request, settings: SettingsDep) -> str:
     "/internal/provider-token",
     status_code=status.HTTP_200_OK,
     response_model=ProviderTokenOut,
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(401, 404, 409, 422, 429, 503),
 )
 async def provider_token(
     request: Request,
@@ -133,6 +134,7 @@ async def provider_token(
     """For trusted back-end services only (HTTP Basic of an introspection client): a valid access
     token of the user at the provider, refreshed when needed. Every call is audited."""
     caller = _internal_client(request, settings)
+    await runtime.limiter.hit("introspect_client", caller)
     runtime.oauth.providers.config(body.provider)
     access = await runtime.oauth.tokens.get_valid_access_token(
         db, body.user_id, body.provider, client=client, caller=caller
@@ -159,9 +161,11 @@ async def authorize(
     db: SessionDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
+    client: ClientDep,
 ) -> RedirectResponse:
     """Starts a sign-in: 302 to the provider. ``redirect_url`` must be in
     AUTHGATE_ALLOWED_REDIRECT_URLS exactly (400 ``invalid_redirect_url`` otherwise)."""
+    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     start = await runtime.oauth.start(db, provider, redirect_url)
     response = RedirectResponse(start.authorization_url, status_code=status.HTTP_302_FOUND)
     _set_binding_cookie(response, start, settings.public_url.startswith("https://"))
@@ -172,7 +176,7 @@ async def authorize(
     "/{provider}/callback",
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
-    responses={**REDIRECT, **error_responses(400, 404, 422)},
+    responses={**REDIRECT, **error_responses(400, 404, 422, 429)},
 )
 async def callback(
     provider: str,
@@ -189,6 +193,7 @@ async def callback(
     """The provider sends the browser here; 302 to ``redirect_url?code=ago_…`` (one-time,
     AUTHGATE_OAUTH_CODE_TTL) or ``redirect_url?error=…``; 400 when the state is unknown."""
     runtime.oauth.providers.config(provider)
+    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     end = await runtime.oauth.callback(
         db, provider, CallbackParams(state, code, error, iss), dict(request.cookies), client
     )
@@ -208,7 +213,7 @@ async def callback(
     "/{provider}/link",
     status_code=status.HTTP_200_OK,
     response_model=AuthorizationUrl,
-    responses=error_responses(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 429, 503),
 )
 async def link(
     provider: str,
@@ -217,10 +222,12 @@ async def link(
     db: SessionDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
+    client: ClientDep,
     body: LinkRequest | None = None,
 ) -> AuthorizationUrl:
     """Starts connecting a provider to the signed-in account: open ``authorization_url`` in the
     browser. Sets the same binding cookie as /authorize, so call it with credentials."""
+    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     start = await runtime.oauth.start(
         db, provider, body.redirect_url if body else None, link_user=user
     )

@@ -20,8 +20,15 @@ class SessionRepository:
         One conditional ``UPDATE … RETURNING``: of any number of concurrent callers exactly one
         gets the row; the others see ``used_at`` already set.
         """
-        live_sessions = select(AuthSession.id).where(
-            AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
+        # A live session of an active user: a disabled account's sessions stop refreshing.
+        live_sessions = (
+            select(AuthSession.id)
+            .join(User, User.id == AuthSession.user_id)
+            .where(
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+                User.is_active.is_(True),
+            )
         )
         stmt = (
             update(RefreshToken)
@@ -71,7 +78,7 @@ class SessionRepository:
     async def revoke_session(
         self, db: AsyncSession, session_id: uuid.UUID, now: datetime, reason: str
     ) -> bool:
-        """Revoke a live session and all its tokens; False when it was already ended."""
+        """Revoke a live session (and so all its tokens); False when it was already ended."""
         result = await db.execute(
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
@@ -79,14 +86,9 @@ class SessionRepository:
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )
-        revoked = result.first() is not None
-        await db.execute(
-            update(RefreshToken)
-            .where(RefreshToken.session_id == session_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return revoked
+        # The session row alone decides: every token check joins it. Not touching the token
+        # rows here keeps concurrent reuse detections from deadlocking with a rotation.
+        return result.first() is not None
 
     async def revoke_user_sessions(
         self, db: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
@@ -98,15 +100,7 @@ class SessionRepository:
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )
-        ids = [row[0] for row in result]
-        if ids:
-            await db.execute(
-                update(RefreshToken)
-                .where(RefreshToken.session_id.in_(ids), RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        return ids
+        return [row[0] for row in result]
 
     async def touch(self, db: AsyncSession, session_id: uuid.UUID, now: datetime) -> None:
         await db.execute(

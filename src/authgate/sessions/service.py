@@ -137,7 +137,8 @@ class SessionService:
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         session = await self._repo.get_session(db, token.session_id)
-        if session is None or session.revoked_at is not None:
+        user = await db.get(User, session.user_id) if session is not None else None
+        if session is None or session.revoked_at is not None or user is None or not user.is_active:
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         grace = self._settings.refresh_reuse_grace

@@ -6,6 +6,7 @@ account) or ``age_`` (confirm a change of address; uniqueness is checked again a
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
@@ -111,9 +112,17 @@ class VerificationService:
             # Taken since the link was sent: the link is spent and the address stays as it was.
             raise InvalidToken("The new address is no longer available.", commit=True)
         old_email = user.email
-        user.email = new_email
-        user.email_key = email_key(new_email)
-        user.email_verified = True
+        try:
+            # The check above cannot see a concurrent confirmation or registration of the same
+            # address that has not committed yet; the unique index can (a savepoint keeps the
+            # spent token while the change is undone).
+            async with db.begin_nested():
+                user.email = new_email
+                user.email_key = email_key(new_email)
+                user.email_verified = True
+                await db.flush()
+        except IntegrityError:
+            raise InvalidToken("The new address is no longer available.", commit=True) from None
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         self._audit.record(
