@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from authgate import __version__, problems
+from authgate.admin.router import router as admin_router
 from authgate.auth.router import router as auth_router
 from authgate.config import Settings
 from authgate.core.logging import configure_logging
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     api.include_router(users_router)
     api.include_router(sessions_router)
     api.include_router(oauth_router)
+    api.include_router(admin_router)
     app.include_router(api)
     app.include_router(well_known)
     app.include_router(ops)

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     reset_token_ttl: int = Field(default=1_800, ge=1)
     email_change_token_ttl: int = Field(default=86_400, ge=1)
     oauth_code_ttl: int = Field(default=60, ge=1)
+    #: Seconds a process may reuse what the database said about a token's user and session
+    #: (revocations still apply at once through the store); 0 disables the cache.
+    access_cache_ttl: float = Field(default=1.0, ge=0, le=5)
+    verified_token_cache_size: int = Field(default=10_000, ge=0)
     #: How often a process re-reads the signing key directory (key rotation reaches it by then).
     key_reload_interval: int = Field(default=30, ge=1, le=60)
 

@@ -22,6 +22,7 @@ from authgate.core.http import ClientInfo
 from authgate.core.security.jwt import AccessClaims
 from authgate.models import AuthSession, User
 from authgate.runtime import Runtime
+from authgate.sessions.access import PrincipalSnapshot
 
 #: Larger Authorization headers are refused before any parsing.
 MAX_AUTHORIZATION_HEADER = 8 * 1024
@@ -123,6 +124,21 @@ async def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_user_view(
+    request: Request,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    _token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> PrincipalSnapshot:
+    """The caller for read-only handlers: the same checks, from the short-lived snapshot cache
+    (the hot path of ``GET /users/me``)."""
+    snapshot, _claims = await runtime.sessions.check_access_view(db, bearer_token(request))
+    return snapshot
+
+
+CurrentUserView = Annotated[PrincipalSnapshot, Depends(get_user_view)]
 
 
 async def get_current_user(principal: CurrentPrincipal) -> User:

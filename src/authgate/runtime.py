@@ -24,6 +24,7 @@ from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
 from authgate.oauth import OAuthService, TokenService, build_oauth
 from authgate.password_reset.service import PasswordResetService
+from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
@@ -79,9 +80,12 @@ class Runtime:
         store = make_store(settings)
         limiter = RateLimiter(settings, store)
         throttle = LoginThrottle(settings, store)
-        sessions = SessionService(settings, jwt, opaque, audit, email, store)
+        principals = PrincipalCache(settings.access_cache_ttl)
+        sessions = SessionService(settings, jwt, opaque, audit, email, store, principals)
         action_tokens = ActionTokenService(opaque)
-        verification = VerificationService(settings, action_tokens, email, audit, users_repo)
+        verification = VerificationService(
+            settings, action_tokens, email, audit, users_repo, on_user_changed=sessions.forget_user
+        )
         password_reset = PasswordResetService(
             settings, action_tokens, passwords, sessions, email, audit, users_repo, throttle
         )

@@ -4,6 +4,8 @@ unknown), with no user created and no tokens issued."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,13 +15,18 @@ from authgate.models import AuditEvent, OAuthState
 from authgate.oauth.service import state_associated_data
 from authgate.runtime import Runtime
 from tests.oauth.conftest import (
+    APP_BASE,
+    CLIENTS,
     REDIRECT_URL,
     Browser,
     Counts,
     OidcServer,
+    base_overrides,
     counts,
     new_sub,
     query_of,
+    start_oidc_server,
+    stop_oidc_server,
 )
 
 NOTHING = Counts(users=0, identities=0, sessions=0, provider_tokens=0)
@@ -249,3 +256,71 @@ async def test_provider_code_cannot_be_swapped_into_another_flow(
     response = await client.get(swapped)
     assert error_of(response) == "provider_error"
     assert await counts(runtime) == NOTHING
+
+
+@pytest.fixture(scope="session")
+def other_server() -> Iterator[OidcServer]:
+    """A second, independent provider (its own issuer and keys) that knows our client."""
+    client_id, secret, method = CLIENTS["test"]
+    server = start_oidc_server(
+        {
+            "clients": [
+                {
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "token_endpoint_auth_method": method,
+                    "redirect_uris": [f"{APP_BASE}/api/v1/oauth/mixup/callback"],
+                }
+            ]
+        }
+    )
+    try:
+        yield server
+    finally:
+        stop_oidc_server(server)
+
+
+class TestAnotherIssuer:
+    """Provider 'mixup' is configured with the first provider's issuer, but its authorization
+    and token endpoints belong to another server: the responses come from the wrong issuer."""
+
+    @pytest.fixture
+    def settings_overrides(
+        self, oidc_server: OidcServer, other_server: OidcServer
+    ) -> dict[str, Any]:
+        overrides = base_overrides(oidc_server.url)
+        client_id, secret, _ = CLIENTS["test"]
+        overrides["oauth_providers"] = [
+            *overrides["oauth_providers"],
+            {
+                "name": "mixup",
+                "kind": "oidc",
+                "issuer": oidc_server.url,
+                "client_id": client_id,
+                "client_secret": secret,
+                "authorize_url": f"{other_server.url}/auth",
+                "token_url": f"{other_server.url}/token",
+            },
+        ]
+        return overrides
+
+    async def test_responses_of_another_issuer_are_refused(
+        self, browser: Browser, other_server: OidcServer, runtime: Runtime
+    ) -> None:
+        other_server.next_user(new_sub(), "mixup@example.com")
+        url = await browser.provider_callback_url("mixup")
+        assert query_of(url)["iss"] == other_server.url
+        response = await browser.callback(url)
+        assert error_of(response) == "invalid_request"
+        assert await failure_reason(runtime) == "iss parameter mismatch"
+        assert await counts(runtime) == NOTHING
+
+        # Dropping the RFC 9207 parameter does not help: the configured issuer advertises it, so
+        # its absence is refused too (an ID token of the wrong issuer: see the tamper tests).
+        browser.client.cookies.clear()
+        other_server.next_user(new_sub(), "mixup@example.com")
+        url = await browser.provider_callback_url("mixup")
+        stripped = url.split("&iss=")[0]
+        response = await browser.callback(stripped)
+        assert error_of(response) == "invalid_request"
+        assert await counts(runtime) == NOTHING

@@ -36,6 +36,7 @@ from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
 from authgate.models import AuthSession, RefreshToken, User
+from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository
 
 logger = logging.getLogger("authgate.sessions")
@@ -67,10 +68,13 @@ class SessionService:
         audit: AuditService,
         email: EmailService,
         store: Store,
+        principals: PrincipalCache,
         repository: SessionRepository | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._principals = principals
+        self._tokens = VerifiedTokens(jwt, settings.verified_token_cache_size, settings.jwt_leeway)
         self._jwt = jwt
         self._opaque = opaque
         self._audit = audit
@@ -161,7 +165,9 @@ class SessionService:
         self, db: AsyncSession, session: AuthSession, token: RefreshToken, client: ClientInfo
     ) -> None:
         now = utc_now()
-        if not await self._repo.revoke_session(db, session.id, now, "reuse_detected"):
+        revoked = await self._repo.revoke_session(db, session.id, now, "reuse_detected")
+        await self._deny_sessions([session.id])
+        if not revoked:
             # Concurrent replays race here: only the one whose UPDATE revoked the session reports
             # the incident, so it is audited and mailed once.
             return
@@ -274,6 +280,7 @@ class SessionService:
     async def _deny_sessions(self, session_ids: list[uuid.UUID]) -> None:
         """Publish revocations in the shared store, so every process refuses the sessions'
         access tokens at once (kept as long as such a token can live)."""
+        self._principals.forget_sessions(session_ids)
         ttl = self._settings.access_token_ttl + self._settings.jwt_leeway + 1
         try:
             for session_id in session_ids:
@@ -286,13 +293,8 @@ class SessionService:
     ) -> tuple[User, AuthSession] | None:
         return await self._repo.principal(db, user_id, session_id)
 
-    async def check_access(
-        self, db: AsyncSession, token: str
-    ) -> tuple[User, AuthSession, AccessClaims]:
-        """Everything behind an access token, on every protected request: the signature and
-        claims, the user exists and is active, the token was issued after the user's last "end
-        every session", and its session is neither revoked nor past its absolute lifetime."""
-        claims = self._jwt.decode(token)
+    async def _claims(self, token: str) -> AccessClaims:
+        claims = self._tokens.decode(token)
         try:
             (denied,) = await self._store.has_any_flag([f"revoked-sid:{claims.sid}"])
         except StoreUnavailable:
@@ -300,18 +302,41 @@ class SessionService:
             raise ServiceUnavailable() from None
         if denied:
             raise InvalidAccessToken()
+        return claims
+
+    async def check_access(
+        self, db: AsyncSession, token: str
+    ) -> tuple[User, AuthSession, AccessClaims]:
+        """Everything behind an access token, with the rows loaded for a handler that changes
+        them: the signature and claims, the shared revocation list, the user exists and is
+        active, the token was issued after the user's last "end every session", and its session
+        is neither revoked nor past its absolute lifetime."""
+        claims = await self._claims(token)
         found = await self._repo.principal(db, claims.sub, claims.sid)
         if found is None:
             raise InvalidAccessToken()
         user, session = found
-        if (
-            not user.is_active
-            or session.revoked_at is not None
-            or session.expires_at <= utc_now()
-            or claims.iat < math.floor(user.tokens_valid_after.timestamp())
-        ):
+        snapshot = PrincipalSnapshot.of(user, session)
+        if not snapshot.admits(claims):
             raise InvalidAccessToken()
+        self._principals.put(snapshot)
         return user, session, claims
+
+    async def check_access_view(
+        self, db: AsyncSession, token: str
+    ) -> tuple[PrincipalSnapshot, AccessClaims]:
+        """The same checks for read-only handlers, from the short-lived snapshot cache."""
+        claims = await self._claims(token)
+        snapshot = self._principals.get(claims.sub, claims.sid)
+        if snapshot is None:
+            found = await self._repo.principal(db, claims.sub, claims.sid)
+            if found is None:
+                raise InvalidAccessToken()
+            snapshot = PrincipalSnapshot.of(*found)
+            self._principals.put(snapshot)
+        if not snapshot.admits(claims):
+            raise InvalidAccessToken()
+        return snapshot, claims
 
     async def introspect(self, db: AsyncSession, token: str) -> AccessClaims | None:
         """RFC 7662: the claims of a currently valid access token, else None."""
@@ -328,6 +353,10 @@ class SessionService:
     async def logout_all(self, db: AsyncSession, user: User, client: ClientInfo) -> None:
         await self.end_all(db, user, reason="logout_all")
         self._audit.record(db, AuditType.logout_all, user_id=user.id, client=client)
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """The user's rows changed in this process: drop their cached snapshots at once."""
+        self._principals.forget_user(user_id)
 
     async def list_active(self, db: AsyncSession, user: User) -> list[AuthSession]:
         return await self._repo.active_sessions(db, user.id, utc_now())

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from authgate.auth.schemas import Accepted, TokenPair
-from authgate.deps import ClientDep, CurrentPrincipal, CurrentUser, RuntimeDep, SessionDep
+from authgate.deps import (
+    ClientDep,
+    CurrentPrincipal,
+    CurrentUser,
+    CurrentUserView,
+    RuntimeDep,
+    SessionDep,
+)
 from authgate.problems import error_responses
 from authgate.users.schemas import (
     ChangeEmailRequest,
@@ -23,8 +30,17 @@ EMAIL_CHANGE_ACCEPTED = "If the new address is available, a confirmation link is
 @router.get(
     "/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401)
 )
-async def read_me(user: CurrentUser) -> UserOut:
-    return UserOut.model_validate(user)
+async def read_me(user: CurrentUserView) -> UserOut:
+    return UserOut(
+        id=user.user_id,
+        email=user.email,
+        name=user.name,
+        email_verified=user.email_verified,
+        is_active=user.is_active,
+        is_superuser=user.is_superuser,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
 
 
 @router.patch(

@@ -50,6 +50,7 @@ class UserService:
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
         user.name = name
         await db.flush()
+        self._sessions.forget_user(user.id)
         return user
 
     async def change_password(
@@ -113,4 +114,6 @@ class UserService:
             client=client,
             detail={"email_domain": user.email.rsplit("@", 1)[-1]},
         )
+        # Publish the end of every session first: other processes refuse the tokens at once.
+        await self._sessions.end_all(db, user, reason="account_deleted")
         await self._users.delete(db, user)

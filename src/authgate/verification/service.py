@@ -6,6 +6,9 @@ account) or ``age_`` (confirm a change of address; uniqueness is checked again a
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,8 +31,11 @@ class VerificationService:
         email: EmailService,
         audit: AuditService,
         users: UserRepository,
+        *,
+        on_user_changed: Callable[[uuid.UUID], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._changed = on_user_changed or (lambda _user_id: None)
         self._tokens = tokens
         self._email = email
         self._audit = audit
@@ -91,6 +97,7 @@ class VerificationService:
             raise InvalidToken()
         if not user.email_verified:
             user.email_verified = True
+            self._changed(user.id)
             self._audit.record(db, AuditType.email_verified, user_id=user.id, client=client)
             await self._email.enqueue(
                 db,
@@ -123,6 +130,7 @@ class VerificationService:
                 await db.flush()
         except IntegrityError:
             raise InvalidToken("The new address is no longer available.", commit=True) from None
+        self._changed(user.id)
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         self._audit.record(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -29,6 +30,7 @@ import hmac
 import os
 import re
 import secrets
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -250,6 +252,18 @@ class LegacyBcryptHasher(BcryptHasher):
 # -- the service -------------------------------------------------------------------------------
 
 
+#: Niceness of the hashing threads: they use every idle core, but the event loop (nice 0)
+#: preempts them, so a login storm does not stall other requests (see docs/performance.md).
+HASH_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    """On Linux a nice value belongs to one thread: lower only this hashing thread's priority."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+
+
 class PasswordService:
     """Checks new passwords against the policy and hashes/verifies them off the event loop."""
 
@@ -269,7 +283,11 @@ class PasswordService:
         ]
         self._hash = PasswordHash(hashers)
         workers = settings.hash_workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="authgate-hash")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="authgate-hash",
+            initializer=_lower_thread_priority,
+        )
         self._capacity = workers + settings.hash_queue_limit
         self._in_flight = 0
         # The counter is released from worker threads (future callbacks), hence a thread lock.

@@ -1,0 +1,1 @@
+"""The admin API: superusers manage accounts and read the audit trail."""

@@ -1,0 +1,149 @@
+"""HTTP for the admin API: superusers only (others 403, no token 401)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from authgate.admin.schemas import (
+    MAX_CURSOR_LENGTH,
+    AdminUser,
+    AdminUserPage,
+    AdminUserUpdate,
+    AuditEventOut,
+    AuditEventPage,
+)
+from authgate.admin.service import AdminService
+from authgate.audit import AuditType
+from authgate.deps import ClientDep, RuntimeDep, SessionDep, Superuser
+from authgate.problems import error_responses
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+async def get_admin_service(runtime: RuntimeDep) -> AdminService:
+    return AdminService(runtime.sessions, runtime.audit, runtime.users_repo)
+
+
+AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+CursorParam = Annotated[
+    str | None,
+    Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page."),
+]
+
+
+@router.get(
+    "/users",
+    status_code=status.HTTP_200_OK,
+    response_model=AdminUserPage,
+    responses=error_responses(401, 403, 422),
+)
+async def list_users(
+    _admin: Superuser,
+    db: SessionDep,
+    service: AdminServiceDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=320, description="Case-insensitive substring of the email or name."),
+    ] = None,
+    limit: Limit = 50,
+    cursor: CursorParam = None,
+) -> AdminUserPage:
+    page = await service.list_users(db, q=q, limit=limit, cursor=cursor)
+    return AdminUserPage(
+        items=[AdminUser.model_validate(user) for user in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "/users/{user_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=AdminUser,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def get_user(
+    user_id: uuid.UUID, _admin: Superuser, db: SessionDep, service: AdminServiceDep
+) -> AdminUser:
+    return AdminUser.model_validate(await service.get_user(db, user_id))
+
+
+@router.patch(
+    "/users/{user_id}",
+    status_code=status.HTTP_200_OK,
+    response_model=AdminUser,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: AdminUserUpdate,
+    admin: Superuser,
+    db: SessionDep,
+    service: AdminServiceDep,
+    client: ClientDep,
+) -> AdminUser:
+    user = await service.update_user(db, admin, user_id, body, client)
+    return AdminUser.model_validate(user)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def delete_user(
+    user_id: uuid.UUID,
+    admin: Superuser,
+    db: SessionDep,
+    service: AdminServiceDep,
+    client: ClientDep,
+) -> Response:
+    await service.delete_user(db, admin, user_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/users/{user_id}/sessions/revoke",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def revoke_sessions(
+    user_id: uuid.UUID,
+    admin: Superuser,
+    db: SessionDep,
+    service: AdminServiceDep,
+    client: ClientDep,
+) -> Response:
+    await service.revoke_sessions(db, admin, user_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/audit-events",
+    status_code=status.HTTP_200_OK,
+    response_model=AuditEventPage,
+    responses=error_responses(401, 403, 422),
+)
+async def list_audit_events(
+    _admin: Superuser,
+    db: SessionDep,
+    service: AdminServiceDep,
+    user_id: Annotated[uuid.UUID | None, Query(description="Events about this user.")] = None,
+    event_type: Annotated[AuditType | None, Query(alias="type")] = None,
+    limit: Limit = 50,
+    cursor: CursorParam = None,
+) -> AuditEventPage:
+    page = await service.list_audit_events(
+        db, user_id=user_id, event_type=event_type, limit=limit, cursor=cursor
+    )
+    return AuditEventPage(
+        items=[AuditEventOut.model_validate(event) for event in page.items],
+        next_cursor=page.next_cursor,
+    )

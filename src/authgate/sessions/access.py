@@ -1,0 +1,148 @@
+"""The hot path: checking an access token on every protected request, cheaply.
+
+Two in-process caches, neither of which weakens a check:
+
+* **Verified tokens** (LRU, bounded by each token's ``exp``): the signature and claims of a
+  token are checked once; a hit still requires its signing key to be in the ring.
+* **Principal snapshots** (``AUTHGATE_ACCESS_CACHE_TTL``, default 1 s): what the database says
+  about the user and session (active, "tokens valid after", session revoked or expired).
+
+Revocation stays immediate across processes: every request consults the shared store's
+revocation list (one round trip to Redis, a dict lookup in process), and revocations made in
+this process drop the affected snapshots at once. What may be up to the TTL old is only the
+profile shown by read-only endpoints (``GET /users/me``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from authgate.core.errors import InvalidAccessToken
+from authgate.core.security.jwt import AccessClaims, JWTService
+from authgate.core.time import utc_now
+from authgate.models import AuthSession, User
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalSnapshot:
+    """An immutable copy of the rows behind a token, safe to share between requests."""
+
+    user_id: uuid.UUID
+    email: str
+    name: str | None
+    email_verified: bool
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime
+    updated_at: datetime
+    tokens_valid_after: float
+    session_id: uuid.UUID
+    session_revoked: bool
+    session_expires_at: datetime
+
+    @classmethod
+    def of(cls, user: User, session: AuthSession) -> PrincipalSnapshot:
+        return cls(
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            email_verified=user.email_verified,
+            is_active=user.is_active,
+            is_superuser=user.is_superuser,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            tokens_valid_after=user.tokens_valid_after.timestamp(),
+            session_id=session.id,
+            session_revoked=session.revoked_at is not None,
+            session_expires_at=session.expires_at,
+        )
+
+    def admits(self, claims: AccessClaims) -> bool:
+        return (
+            self.is_active
+            and not self.session_revoked
+            and self.session_expires_at > utc_now()
+            and claims.iat >= math.floor(self.tokens_valid_after)
+        )
+
+
+class VerifiedTokens:
+    """LRU of tokens whose signature and claims were verified, each kept until its ``exp``."""
+
+    def __init__(self, jwt: JWTService, max_size: int, leeway: int) -> None:
+        self._jwt = jwt
+        self._max = max_size
+        self._leeway = leeway
+        self._entries: OrderedDict[str, tuple[AccessClaims, str]] = OrderedDict()
+
+    def decode(self, token: str) -> AccessClaims:
+        ring = self._jwt.ring
+        ring.maybe_reload()
+        hit = self._entries.get(token) if self._max else None
+        if hit is not None:
+            claims, kid = hit
+            if claims.exp + self._leeway > utc_now().timestamp() and ring.verification_key(kid):
+                self._entries.move_to_end(token)
+                return claims
+            del self._entries[token]
+        # Expired, unknown or retired-key tokens take the full path (and its exact error).
+        claims = self._jwt.decode(token)
+        if self._max:
+            self._entries[token] = (claims, _header_kid(token))
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return claims
+
+
+def _header_kid(token: str) -> str:
+    import base64
+    import json
+
+    header = token.split(".", 1)[0]
+    data = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    kid = data.get("kid")
+    if not isinstance(kid, str):
+        raise InvalidAccessToken()
+    return kid
+
+
+class PrincipalCache:
+    """Snapshots by (user, session), kept ``ttl`` seconds (0 disables the cache)."""
+
+    def __init__(self, ttl: float, max_size: int = 50_000) -> None:
+        self._ttl = ttl
+        self._max = max_size
+        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, PrincipalSnapshot]] = {}
+
+    def get(self, user_id: uuid.UUID, session_id: uuid.UUID) -> PrincipalSnapshot | None:
+        if self._ttl <= 0:
+            return None
+        entry = self._entries.get((user_id, session_id))
+        if entry is None:
+            return None
+        stored_at, snapshot = entry
+        if time.monotonic() - stored_at > self._ttl:
+            self._entries.pop((user_id, session_id), None)
+            return None
+        return snapshot
+
+    def put(self, snapshot: PrincipalSnapshot) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[(snapshot.user_id, snapshot.session_id)] = (time.monotonic(), snapshot)
+
+    def forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
+        gone = set(session_ids)
+        for key in [k for k in self._entries if k[1] in gone]:
+            self._entries.pop(key, None)
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        for key in [k for k in self._entries if k[0] == user_id]:
+            self._entries.pop(key, None)

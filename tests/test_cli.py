@@ -1,0 +1,149 @@
+"""The ``authgate`` command, run as an operator would: a separate process, configured by the
+environment only, against a fresh SQLite database and key directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ADMIN_PASSWORD = "a long admin password 123"
+
+STARTUP_KEYS = (
+    "from authgate.config import Settings\n"
+    "from authgate.core.security.keys import SigningKeyRing\n"
+    "SigningKeyRing.from_settings(Settings())\n"
+)
+
+
+class Cli:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.db_path = workdir / "a.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+        env["AUTHGATE_DATABASE_URL"] = f"sqlite+aiosqlite:///{self.db_path}"
+        env["AUTHGATE_KEYS_DIR"] = str(workdir / "keys")
+        env["AUTHGATE_LOG_LEVEL"] = "WARNING"
+        self.env = env
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.python("-m", "authgate", *args, stdin=stdin)
+
+    def python(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # The working directory is the temporary one, so no `.env` of the checkout is read.
+        result = subprocess.run(
+            [sys.executable, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.workdir,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+    def keys(self) -> list[list[str]]:
+        lines = self.run("keys", "list").stdout.splitlines()
+        return [line.split("\t") for line in lines if line.strip()]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def _current(keys: list[list[str]]) -> list[str]:
+    return [row[0] for row in keys if row[-1] == "current"]
+
+
+def test_migrate_and_create_admin(cli: Cli) -> None:
+    cli.run("migrate")
+    assert cli.db_path.exists()
+    created = cli.run(
+        "create-admin", "Admin@Example.com", "--password-stdin", stdin=ADMIN_PASSWORD + "\n"
+    )
+    assert "Admin@Example.com" in created.stdout
+    assert ADMIN_PASSWORD not in created.stdout + created.stderr
+
+    with sqlite3.connect(cli.db_path) as db:
+        rows = db.execute(
+            "SELECT email, email_key, email_verified, is_active, is_superuser, password_hash"
+            " FROM users"
+        ).fetchall()
+    assert len(rows) == 1
+    email, key, verified, active, superuser, password_hash = rows[0]
+    assert key == "admin@example.com"
+    assert email.casefold() == key
+    assert (verified, active, superuser) == (1, 1, 1)
+    assert password_hash.startswith("$argon2id$")
+    assert ADMIN_PASSWORD not in password_hash
+
+    # Running it again for the same address promotes/updates rather than duplicating.
+    cli.run("create-admin", "admin@example.com", "--password-stdin", stdin=ADMIN_PASSWORD + "!\n")
+    with sqlite3.connect(cli.db_path) as db:
+        again = db.execute("SELECT password_hash, is_superuser FROM users").fetchall()
+    assert len(again) == 1
+    assert again[0][0] != password_hash
+    assert again[0][1] == 1
+
+
+def test_create_admin_refuses_a_weak_password(cli: Cli) -> None:
+    cli.run("migrate")
+    result = subprocess.run(
+        [sys.executable, "-m", "authgate", "create-admin", "a@example.com", "--password-stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=cli.workdir,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    with sqlite3.connect(cli.db_path) as db:
+        assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+def test_keys_list_and_rotate(cli: Cli) -> None:
+    cli.run("migrate")
+    assert cli.keys() == []  # nothing generated yet: development keys appear on first start
+    # What `serve` does on start-up in development: load the ring, generating the first key.
+    cli.python("-c", STARTUP_KEYS)
+    before = cli.keys()
+    assert len(before) == 1, before
+    assert len(_current(before)) == 1
+    (old,) = _current(before)
+
+    rotated = cli.run("keys", "rotate")
+    assert rotated.stdout.strip()
+    after = cli.keys()
+    assert len(after) == 2, after
+    (new,) = _current(after)
+    assert new != old
+    assert {row[0] for row in after} == {old, new}
+    # Metadata only: no key material is printed.
+    listing = cli.run("keys", "list").stdout
+    assert '"d"' not in listing
+    assert "PRIVATE" not in listing
+
+
+def test_openapi(cli: Cli) -> None:
+    spec = json.loads(cli.run("openapi").stdout)
+    assert "/api/v1/auth/login" in spec["paths"]
+    assert "/api/v1/admin/users" in spec["paths"]
+    assert spec["info"]["title"] == "authgate"
+
+
+def test_purge_expired(cli: Cli) -> None:
+    cli.run("migrate")
+    counts = json.loads(cli.run("purge-expired").stdout)
+    assert isinstance(counts, dict)
+    assert counts
+    assert all(isinstance(value, int) and value == 0 for value in counts.values())
