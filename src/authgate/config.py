@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     allow_sqlite_in_production: bool = False
 
     database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
-    database_pool_size: int = Field(default=10, ge=1)
+    #: Connections kept open per process (and as many again in overflow under bursts).
+    database_pool_size: int = Field(default=20, ge=1)
     redis_url: str | None = None
     store_timeout: float = Field(default=0.5, gt=0)
 

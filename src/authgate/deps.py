@@ -126,15 +126,17 @@ async def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_user_view(
-    request: Request,
-    runtime: RuntimeDep,
-    db: SessionDep,
-    _token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> PrincipalSnapshot:
+#: For routes whose principal dependency does not go through ``oauth2_scheme`` (the hot path:
+#: FastAPI's security-scope bookkeeping costs more than the rest of the check there).
+BEARER_SECURITY: dict[str, Any] = {"security": [{"BearerToken": []}]}
+
+
+async def get_user_view(request: Request, runtime: RuntimeDep) -> PrincipalSnapshot:
     """The caller for read-only handlers: the same checks, from the short-lived snapshot cache
-    (the hot path of ``GET /users/me``)."""
-    snapshot, _claims = await runtime.sessions.check_access_view(db, bearer_token(request))
+    (the hot path of ``GET /users/me``; a cache hit opens no database session at all)."""
+    snapshot, _claims = await runtime.sessions.check_access_view(
+        runtime.sessionmaker, bearer_token(request)
+    )
     return snapshot
 
 

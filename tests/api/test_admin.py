@@ -285,7 +285,7 @@ async def test_patch_fields_are_audited_by_name_only(
 ) -> None:
     admin = await _make_admin(flows, runtime)
     user = await flows.signed_up(name="Old Name")
-    user_id = await _user_id(client, user)
+    user_id = await _user_id(client, user)  # also warms the user's read-only snapshot
 
     response = await client.patch(
         f"{ADMIN}/users/{user_id}",
@@ -298,8 +298,11 @@ async def test_patch_fields_are_audited_by_name_only(
     assert body["email_verified"] is False
     assert body["is_superuser"] is True
     assert body["is_active"] is True
-    # The user was not signed out by a change that does not deactivate them.
-    assert (await client.get("/api/v1/users/me", headers=user.auth)).status_code == 200
+    # The user was not signed out by a change that does not deactivate them, and sees it at once.
+    me = await client.get("/api/v1/users/me", headers=user.auth)
+    assert me.status_code == 200, me.text
+    assert me.json()["name"] == "A Secret-Looking Name"
+    assert me.json()["email_verified"] is False
 
     (event,) = await _audit(runtime, user_id, "user_updated_by_admin")
     assert event.detail is not None

@@ -123,6 +123,8 @@ class AdminService:
             db, AuditType.user_updated_by_admin, user_id=user.id, client=client, detail=detail
         )
         await db.flush()
+        # Read-only checks in this process must not serve the old row from their snapshot cache.
+        self._sessions.forget_user(user.id)
         return user
 
     async def revoke_sessions(

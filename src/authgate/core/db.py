@@ -63,7 +63,12 @@ class Timestamped:
 def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     if settings.is_sqlite:
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -75,7 +80,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_size=settings.database_pool_size, max_overflow=20, pool_pre_ping=True
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
     )
 
 

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
@@ -323,13 +323,15 @@ class SessionService:
         return user, session, claims
 
     async def check_access_view(
-        self, db: AsyncSession, token: str
+        self, sessionmaker: async_sessionmaker[AsyncSession], token: str
     ) -> tuple[PrincipalSnapshot, AccessClaims]:
-        """The same checks for read-only handlers, from the short-lived snapshot cache."""
+        """The same checks for read-only handlers, from the short-lived snapshot cache; the
+        database is read (in a session of its own) only on a miss."""
         claims = await self._claims(token)
         snapshot = self._principals.get(claims.sub, claims.sid)
         if snapshot is None:
-            found = await self._repo.principal(db, claims.sub, claims.sid)
+            async with sessionmaker() as db:
+                found = await self._repo.principal(db, claims.sub, claims.sid)
             if found is None:
                 raise InvalidAccessToken()
             snapshot = PrincipalSnapshot.of(*found)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from authgate.auth.schemas import Accepted, TokenPair
 from authgate.deps import (
+    BEARER_SECURITY,
     ClientDep,
     CurrentPrincipal,
     CurrentUser,
@@ -28,7 +29,11 @@ EMAIL_CHANGE_ACCEPTED = "If the new address is available, a confirmation link is
 
 
 @router.get(
-    "/me", status_code=status.HTTP_200_OK, response_model=UserOut, responses=error_responses(401)
+    "/me",
+    status_code=status.HTTP_200_OK,
+    response_model=UserOut,
+    responses=error_responses(401, 503),
+    openapi_extra=BEARER_SECURITY,
 )
 async def read_me(user: CurrentUserView) -> UserOut:
     return UserOut(
