@@ -541,7 +541,8 @@ def print_table(report: dict[str, Any]) -> None:
     print()
     profile = report.get("profile_users_me")
     if profile:
-        print(f"py-spy, GET /users/me, event-loop thread ({profile['samples']} samples):")
+        which = os.environ.get("BENCH_PROFILE_SCENARIO", "users_me")
+        print(f"py-spy, {which}, event-loop thread ({profile['samples']} samples):")
         print("  self:      " + "; ".join(f"{f} {pct}%" for f, pct in profile["self_pct"][:8]))
         wanted = [(f, pct) for f, pct in profile["inclusive_pct"] if "authgate" in f or "jwt" in f]
         print("  inclusive: " + "; ".join(f"{f} {pct}%" for f, pct in wanted[:8]))
@@ -620,7 +621,7 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
             print(f"bench: {scenario.name} ...", flush=True)
             out = RESULTS / f"{scenario.name}-{cfg.db}.pyspy.txt"
             spy = None
-            if scenario.name == "users_me":
+            if scenario.name == os.environ.get("BENCH_PROFILE_SCENARIO", "users_me"):
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 spy = start_profiler(server.serving_pid(), cfg.duration - 1, out)
             results[scenario.name] = run_wrk(wrk, cfg, server, scenario)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authgate.core.errors import AuthgateError, problem_body
@@ -80,6 +81,22 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or refused database connection is an outage (503), not a bug (500)."""
+    assert isinstance(exc, DBAPIError)  # noqa: S101
+    # Only a lost connection: SQLite reports programming errors as OperationalError too.
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        logger.warning("http.database_unavailable", extra={"error_type": type(exc.orig).__name__})
+        body = problem_body(
+            503,
+            "service_unavailable",
+            "Service unavailable",
+            "The service is temporarily unavailable; try again shortly.",
+        )
+        return problem_response(503, body, {"Retry-After": "5"})
+    return await _unhandled(request, exc)
+
+
 async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
     # Logged with its type only: a message may carry SQL or values; never sent to the client.
     logger.error("http.unhandled_error", extra={"error_type": type(exc).__name__}, exc_info=exc)
@@ -93,6 +110,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AuthgateError, _authgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)
 
 

@@ -171,7 +171,7 @@ class AuthService:
             db,
             AuditType.login_succeeded,
             user_id=user.id,
-            session_id=issued.session.id,
+            session_id=issued.session_id,
             client=client,
         )
         LOGINS.labels("succeeded").inc()

@@ -356,7 +356,7 @@ class OAuthService:
             db,
             AuditType.login_succeeded,
             user_id=user.id,
-            session_id=issued.session.id,
+            session_id=issued.session_id,
             client=client,
             detail={"method": f"oauth:{provider}"},
         )

@@ -3,48 +3,120 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.core.time import as_utc
 from authgate.models import AuthSession, RefreshToken, User
+
+
+@dataclass(frozen=True, slots=True)
+class SpentRefresh:
+    token_id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    session_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    ip_address: str | None
+    user_agent: str | None
 
 
 class SessionRepository:
     async def spend_refresh_token(
         self, db: AsyncSession, token_hash: str, now: datetime
-    ) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """Atomically mark an unused, unexpired token of a live session as used.
+    ) -> SpentRefresh | None:
+        """Atomically mark an unused, unexpired token of a live session of an active user as
+        used, and return what the successor needs, in one round trip.
 
-        One conditional ``UPDATE … RETURNING``: of any number of concurrent callers exactly one
-        gets the row; the others see ``used_at`` already set.
+        One conditional ``UPDATE … FROM … RETURNING``: of any number of concurrent callers
+        exactly one gets the row; the others see ``used_at`` already set.
         """
-        # A live session of an active user: a disabled account's sessions stop refreshing.
+        conditions = (
+            RefreshToken.token_hash == token_hash,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        live = (
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+            AuthSession.user_id == User.id,
+            User.is_active.is_(True),
+        )
+        if db.get_bind().dialect.name == "postgresql":
+            # UPDATE … FROM … RETURNING with the session's columns: one round trip.
+            stmt = (
+                update(RefreshToken)
+                .where(*conditions, RefreshToken.session_id == AuthSession.id, *live)
+                .values(used_at=now)
+                .returning(
+                    RefreshToken.id,
+                    RefreshToken.session_id,
+                    AuthSession.user_id,
+                    AuthSession.expires_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            row = (await db.execute(stmt)).first()
+            return None if row is None else SpentRefresh(row[0], row[1], row[2], as_utc(row[3]))
+        # SQLite's RETURNING sees only the target table: spend, then read the session.
         live_sessions = (
-            select(AuthSession.id)
-            .join(User, User.id == AuthSession.user_id)
-            .where(
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-                User.is_active.is_(True),
+            select(AuthSession.id).join(User, User.id == AuthSession.user_id).where(*live)
+        )
+        spent = (
+            await db.execute(
+                update(RefreshToken)
+                .where(*conditions, RefreshToken.session_id.in_(live_sessions))
+                .values(used_at=now)
+                .returning(RefreshToken.id, RefreshToken.session_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        if spent is None:
+            return None
+        session = (
+            await db.execute(
+                select(AuthSession.user_id, AuthSession.expires_at).where(
+                    AuthSession.id == spent[1]
+                )
+            )
+        ).one()
+        return SpentRefresh(spent[0], spent[1], session[0], as_utc(session[1]))
+
+    async def add_token(
+        self,
+        db: AsyncSession,
+        *,
+        session_id: uuid.UUID,
+        token_hash: str,
+        parent_id: uuid.UUID | None,
+        issued_at: datetime,
+        expires_at: datetime,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> None:
+        await db.execute(
+            insert(RefreshToken).values(
+                id=uuid.uuid4(),
+                session_id=session_id,
+                token_hash=token_hash,
+                parent_id=parent_id,
+                issued_at=issued_at,
+                expires_at=expires_at,
+                ip_address=ip_address,
+                user_agent=user_agent,
             )
         )
-        stmt = (
-            update(RefreshToken)
-            .where(
-                RefreshToken.token_hash == token_hash,
-                RefreshToken.used_at.is_(None),
-                RefreshToken.revoked_at.is_(None),
-                RefreshToken.expires_at > now,
-                RefreshToken.session_id.in_(live_sessions),
-            )
-            .values(used_at=now)
-            .returning(RefreshToken.id, RefreshToken.session_id)
-            .execution_options(synchronize_session=False)
-        )
-        row = (await db.execute(stmt)).first()
-        return None if row is None else (row[0], row[1])
 
     async def token_by_hash(self, db: AsyncSession, token_hash: str) -> RefreshToken | None:
         result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
@@ -63,17 +135,47 @@ class SessionRepository:
 
     async def active_sessions(
         self, db: AsyncSession, user_id: uuid.UUID, now: datetime
-    ) -> list[AuthSession]:
+    ) -> list[SessionView]:
+        """Live sessions with their last use, IP and User-Agent taken from the newest refresh
+        token (a refresh writes only its token row, never the session row)."""
+        latest = (
+            select(RefreshToken.session_id, func.max(RefreshToken.issued_at).label("last"))
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(AuthSession.user_id == user_id)
+            .group_by(RefreshToken.session_id)
+            .subquery()
+        )
         result = await db.execute(
-            select(AuthSession)
+            select(AuthSession, RefreshToken)
+            .join(latest, latest.c.session_id == AuthSession.id)
+            .join(
+                RefreshToken,
+                and_(
+                    RefreshToken.session_id == AuthSession.id,
+                    RefreshToken.issued_at == latest.c.last,
+                ),
+            )
             .where(
                 AuthSession.user_id == user_id,
                 AuthSession.revoked_at.is_(None),
                 AuthSession.expires_at > now,
             )
-            .order_by(AuthSession.last_used_at.desc())
+            .order_by(RefreshToken.issued_at.desc())
         )
-        return list(result.scalars())
+        views: dict[uuid.UUID, SessionView] = {}
+        for session, token in result.all():
+            views.setdefault(
+                session.id,
+                SessionView(
+                    id=session.id,
+                    created_at=session.created_at,
+                    last_used_at=token.issued_at,
+                    expires_at=session.expires_at,
+                    ip_address=token.ip_address or session.ip_address,
+                    user_agent=token.user_agent or session.user_agent,
+                ),
+            )
+        return list(views.values())
 
     async def revoke_session(
         self, db: AsyncSession, session_id: uuid.UUID, now: datetime, reason: str
@@ -101,14 +203,6 @@ class SessionRepository:
             .execution_options(synchronize_session=False)
         )
         return [row[0] for row in result]
-
-    async def touch(self, db: AsyncSession, session_id: uuid.UUID, now: datetime) -> None:
-        await db.execute(
-            update(AuthSession)
-            .where(AuthSession.id == session_id)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
     async def principal(
         self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID

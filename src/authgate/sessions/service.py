@@ -37,7 +37,7 @@ from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
 from authgate.models import AuthSession, RefreshToken, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
-from authgate.sessions.repository import SessionRepository
+from authgate.sessions.repository import SessionRepository, SessionView
 
 logger = logging.getLogger("authgate.sessions")
 
@@ -50,7 +50,7 @@ class IssuedTokens:
     claims: AccessClaims
     refresh_token: str
     refresh_expires_at: datetime
-    session: AuthSession
+    session_id: uuid.UUID
 
     def expires_in(self) -> int:
         return self.claims.exp - self.claims.iat
@@ -102,34 +102,39 @@ class SessionService:
         token = self._new_token(session, token_hash, None, now, client)
         db.add(token)
         await db.flush()
-        return self._issue(session, raw, token)
+        return self._issue(user.id, session.id, raw, token_hash, token.issued_at, token.expires_at)
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
+        """Rotate: spend the token and issue its successor. Three statements on the hot path
+        (spend, insert successor, audit); the session row is not written (its last use, IP and
+        User-Agent are those of its newest token)."""
         if not OpaqueTokens.looks_like(TokenKind.refresh, raw):
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         now = utc_now()
         token_hash = self._opaque.hash(raw)
         spent = await self._repo.spend_refresh_token(db, token_hash, now)
-        if spent is not None:
-            token_id, session_id = spent
-            session = await self._repo.get_session(db, session_id)
-            assert session is not None  # the UPDATE matched a live session  # noqa: S101
-            successor_raw, successor_hash = self._opaque.derive(TokenKind.refresh, raw, _SUCCESSOR)
-            successor = self._new_token(session, successor_hash, token_id, now, client)
-            db.add(successor)
-            session.last_used_at = now
-            if client.ip_address:
-                session.ip_address = client.ip_address
-            if client.user_agent:
-                session.user_agent = client.user_agent
-            self._audit.record(
-                db, AuditType.refresh, user_id=session.user_id, session_id=session.id, client=client
-            )
-            await db.flush()
-            REFRESHES.labels("rotated").inc()
-            return self._issue(session, successor_raw, successor)
-        return await self._refused(db, raw, token_hash, now, client)
+        if spent is None:
+            return await self._refused(db, raw, token_hash, now, client)
+        successor_raw, successor_hash = self._opaque.derive(TokenKind.refresh, raw, _SUCCESSOR)
+        expires_at = self._token_deadline(now, spent.session_expires_at)
+        await self._repo.add_token(
+            db,
+            session_id=spent.session_id,
+            token_hash=successor_hash,
+            parent_id=spent.token_id,
+            issued_at=now,
+            expires_at=expires_at,
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
+        )
+        self._audit.record(
+            db, AuditType.refresh, user_id=spent.user_id, session_id=spent.session_id, client=client
+        )
+        REFRESHES.labels("rotated").inc()
+        return self._issue(
+            spent.user_id, spent.session_id, successor_raw, successor_hash, now, expires_at
+        )
 
     async def _refused(
         self, db: AsyncSession, raw: str, token_hash: str, now: datetime, client: ClientInfo
@@ -157,7 +162,14 @@ class SessionService:
                 and session.expires_at > now
             ):
                 REFRESHES.labels("grace").inc()
-                return self._issue(session, successor_raw, successor)
+                return self._issue(
+                    session.user_id,
+                    session.id,
+                    successor_raw,
+                    successor_hash,
+                    successor.issued_at,
+                    successor.expires_at,
+                )
         await self._reuse_detected(db, session, token, client)
         raise InvalidRefreshToken(commit=True)
 
@@ -198,6 +210,11 @@ class SessionService:
             extra={"user_id": str(session.user_id), "session_id": str(session.id)},
         )
 
+    def _token_deadline(self, now: datetime, session_expires_at: datetime) -> datetime:
+        """Idle deadline of a new token, never past the session's absolute end."""
+        idle_deadline = now + timedelta(seconds=self._settings.refresh_token_idle_ttl)
+        return min(idle_deadline, session_expires_at)
+
     def _new_token(
         self,
         session: AuthSession,
@@ -206,26 +223,33 @@ class SessionService:
         now: datetime,
         client: ClientInfo,
     ) -> RefreshToken:
-        idle_deadline = now + timedelta(seconds=self._settings.refresh_token_idle_ttl)
         return RefreshToken(
             id=uuid.uuid4(),
             session_id=session.id,
             token_hash=token_hash,
             parent_id=parent_id,
             issued_at=now,
-            expires_at=min(idle_deadline, session.expires_at),
+            expires_at=self._token_deadline(now, session.expires_at),
             ip_address=client.ip_address,
             user_agent=client.user_agent,
         )
 
-    def _issue(self, session: AuthSession, raw: str, token: RefreshToken) -> IssuedTokens:
-        # The access token is a function of its refresh token (time and id), so a grace replay
-        # gets the very same pair back.
-        jti = str(uuid.UUID(hex=token.token_hash[:32]))
+    def _issue(
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        raw: str,
+        token_hash: str,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> IssuedTokens:
+        # The access token is a function of its refresh token (time and hash), so a grace
+        # replay gets the very same pair back.
+        jti = str(uuid.UUID(hex=token_hash[:32]))
         access, claims = self._jwt.issue(
-            user_id=session.user_id, session_id=session.id, issued_at=token.issued_at, jti=jti
+            user_id=user_id, session_id=session_id, issued_at=issued_at, jti=jti
         )
-        return IssuedTokens(access, claims, raw, token.expires_at, session)
+        return IssuedTokens(access, claims, raw, expires_at, session_id)
 
     # -- ending ------------------------------------------------------------------------------
 
@@ -360,5 +384,5 @@ class SessionService:
         """The user's rows changed in this process: drop their cached snapshots at once."""
         self._principals.forget_user(user_id)
 
-    async def list_active(self, db: AsyncSession, user: User) -> list[AuthSession]:
+    async def list_active(self, db: AsyncSession, user: User) -> list[SessionView]:
         return await self._repo.active_sessions(db, user.id, utc_now())

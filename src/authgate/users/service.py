@@ -81,7 +81,7 @@ class UserService:
             db,
             AuditType.password_changed,
             user_id=user.id,
-            session_id=issued.session.id,
+            session_id=issued.session_id,
             client=client,
         )
         await self._email.enqueue(
