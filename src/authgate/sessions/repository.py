@@ -6,11 +6,52 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.core.db import UTCDateTime
 from authgate.core.time import as_utc
 from authgate.models import AuthSession, RefreshToken, User
+
+# The refresh hot path's statements, built once: no per-request construction or cache-key work.
+_NOW = bindparam("now", type_=UTCDateTime())
+_SPENDABLE = (
+    RefreshToken.token_hash == bindparam("b_token_hash"),
+    RefreshToken.used_at.is_(None),
+    RefreshToken.revoked_at.is_(None),
+    RefreshToken.expires_at > _NOW,
+)
+_LIVE = (
+    AuthSession.revoked_at.is_(None),
+    AuthSession.expires_at > _NOW,
+    AuthSession.user_id == User.id,
+    User.is_active.is_(True),
+)
+_SPEND_PG = (
+    update(RefreshToken)
+    .where(*_SPENDABLE, RefreshToken.session_id == AuthSession.id, *_LIVE)
+    .values(used_at=_NOW)
+    .returning(
+        RefreshToken.id, RefreshToken.session_id, AuthSession.user_id, AuthSession.expires_at
+    )
+    .execution_options(synchronize_session=False)
+)
+_SPEND_SQLITE = (
+    update(RefreshToken)
+    .where(
+        *_SPENDABLE,
+        RefreshToken.session_id.in_(
+            select(AuthSession.id).join(User, User.id == AuthSession.user_id).where(*_LIVE)
+        ),
+    )
+    .values(used_at=_NOW)
+    .returning(RefreshToken.id, RefreshToken.session_id)
+    .execution_options(synchronize_session=False)
+)
+_SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at).where(
+    AuthSession.id == bindparam("session_id")
+)
+_INSERT_TOKEN = insert(RefreshToken)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,56 +82,16 @@ class SessionRepository:
         One conditional ``UPDATE … FROM … RETURNING``: of any number of concurrent callers
         exactly one gets the row; the others see ``used_at`` already set.
         """
-        conditions = (
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > now,
-        )
-        live = (
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
-            AuthSession.user_id == User.id,
-            User.is_active.is_(True),
-        )
+        params = {"b_token_hash": token_hash, "now": now}
         if db.get_bind().dialect.name == "postgresql":
             # UPDATE … FROM … RETURNING with the session's columns: one round trip.
-            stmt = (
-                update(RefreshToken)
-                .where(*conditions, RefreshToken.session_id == AuthSession.id, *live)
-                .values(used_at=now)
-                .returning(
-                    RefreshToken.id,
-                    RefreshToken.session_id,
-                    AuthSession.user_id,
-                    AuthSession.expires_at,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            row = (await db.execute(stmt)).first()
+            row = (await db.execute(_SPEND_PG, params)).first()
             return None if row is None else SpentRefresh(row[0], row[1], row[2], as_utc(row[3]))
         # SQLite's RETURNING sees only the target table: spend, then read the session.
-        live_sessions = (
-            select(AuthSession.id).join(User, User.id == AuthSession.user_id).where(*live)
-        )
-        spent = (
-            await db.execute(
-                update(RefreshToken)
-                .where(*conditions, RefreshToken.session_id.in_(live_sessions))
-                .values(used_at=now)
-                .returning(RefreshToken.id, RefreshToken.session_id)
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
+        spent = (await db.execute(_SPEND_SQLITE, params)).first()
         if spent is None:
             return None
-        session = (
-            await db.execute(
-                select(AuthSession.user_id, AuthSession.expires_at).where(
-                    AuthSession.id == spent[1]
-                )
-            )
-        ).one()
+        session = (await db.execute(_SESSION_FACTS, {"session_id": spent[1]})).one()
         return SpentRefresh(spent[0], spent[1], session[0], as_utc(session[1]))
 
     async def add_token(
@@ -106,16 +107,17 @@ class SessionRepository:
         user_agent: str | None,
     ) -> None:
         await db.execute(
-            insert(RefreshToken).values(
-                id=uuid.uuid4(),
-                session_id=session_id,
-                token_hash=token_hash,
-                parent_id=parent_id,
-                issued_at=issued_at,
-                expires_at=expires_at,
-                ip_address=ip_address,
-                user_agent=user_agent,
-            )
+            _INSERT_TOKEN,
+            {
+                "id": uuid.uuid4(),
+                "session_id": session_id,
+                "token_hash": token_hash,
+                "parent_id": parent_id,
+                "issued_at": issued_at,
+                "expires_at": expires_at,
+                "ip_address": ip_address,
+                "user_agent": user_agent,
+            },
         )
 
     async def token_by_hash(self, db: AsyncSession, token_hash: str) -> RefreshToken | None:
