@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,7 +81,7 @@ class HardeningMiddleware:
         for key, value in scope["headers"]:
             raw_headers.setdefault(key.lower(), value)
         incoming = raw_headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(8).hex()
         token = request_id_var.set(request_id)
         path: str = scope["path"]
         extra = self._headers(path, request_id)

@@ -128,7 +128,7 @@ class SessionService:
             ip_address=client.ip_address,
             user_agent=client.user_agent,
         )
-        self._audit.record(
+        await self._audit.insert(
             db, AuditType.refresh, user_id=spent.user_id, session_id=spent.session_id, client=client
         )
         REFRESHES.labels("rotated").inc()
