@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -17,45 +14,20 @@ from authgate.core.time import utc_now
 from authgate.models import EmailOutbox, OutboxStatus
 from authgate.runtime import Runtime
 from tests.conftest import Account, Flows
+from tests.support.api import (
+    assert_problem,
+    bearer,
+    mail_with_subject,
+    me,
+    refresh,
+    sid_of,
+    user_id,
+)
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
-from tests.support.mail import ReceivedMail, SmtpSink
+from tests.support.mail import SmtpSink
 
 API = "/api/v1"
 NEW_PASSWORD = "a brand new and long passphrase"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == code
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
-def sid_of(access_token: str) -> str:
-    payload = access_token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return str(claims["sid"])
-
-
-async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
-    return await client.get(f"{API}/users/me", headers=bearer(access_token))
-
-
-async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
-
-
-async def user_id(client: httpx.AsyncClient, account: Account) -> uuid.UUID:
-    response = await me(client, account.access_token)
-    assert response.status_code == 200, response.text
-    return uuid.UUID(response.json()["id"])
 
 
 async def login_status(flows: Flows, email: str, password: str) -> int:
@@ -79,20 +51,6 @@ async def several_sessions(
     for token in access:
         assert (await me(client, token)).status_code == 200
     return access, refresh_tokens
-
-
-async def mail_with_subject(
-    sink: SmtpSink, address: str, fragment: str, timeout: float = 10.0
-) -> ReceivedMail:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [m for m in sink.to(address) if fragment in m.subject]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.02)
-    raise AssertionError(
-        f"no mail {fragment!r} to {address}: {[m.subject for m in sink.to(address)]}"
-    )
 
 
 # -- change password ----------------------------------------------------------------------------

@@ -8,31 +8,11 @@ import httpx
 
 from authgate.runtime import Runtime
 from tests.conftest import Account, Flows
+from tests.support.api import assert_problem, bearer, me, refresh, shape
 from tests.support.db import audit_count
 
 API = "/api/v1"
 #: Headers that differ on every response whatever happened.
-VOLATILE = {"date", "x-request-id"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == code
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
-async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
-    return await client.get(f"{API}/users/me", headers=bearer(access_token))
-
-
-async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
 
 
 async def logout(
@@ -48,11 +28,6 @@ async def another_session(flows: Flows, account: Account) -> dict[str, str]:
     response = await flows.login(account.email, account.password)
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def shape(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
-    return response.status_code, response.content, headers
 
 
 async def test_logout_ends_the_session_and_its_access_tokens(

@@ -13,28 +13,12 @@ import pytest
 from authgate.core.time import shifted
 from authgate.runtime import Runtime
 from tests.conftest import Account, Flows
+from tests.support.api import assert_problem, bearer, me, shape
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
 NEW_PASSWORD = "a brand new and long passphrase"
-VOLATILE = {"date", "x-request-id"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == code
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
-async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
-    return await client.get(f"{API}/users/me", headers=bearer(access_token))
 
 
 async def forgot(client: httpx.AsyncClient, email: str) -> httpx.Response:
@@ -201,11 +185,6 @@ async def test_bad_tokens_are_refused(flows: Flows, client: httpx.AsyncClient) -
     for token in ("agp_" + "Q" * 43, "garbage", "agv_" + "Q" * 43, account.refresh_token, ""):
         assert_problem(await reset(client, token, NEW_PASSWORD), 400, "invalid_token")
     assert await can_login(flows, account.email, account.password)
-
-
-def shape(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
-    return response.status_code, response.content, headers
 
 
 async def test_forgot_password_answers_the_same_for_every_address(

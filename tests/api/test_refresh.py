@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
@@ -16,7 +14,8 @@ from sqlalchemy import update
 from authgate.core.time import shifted
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
+from tests.conftest import Flows
+from tests.support.api import assert_problem, mail_with_subject, refresh, user_id
 from tests.support.db import (
     audit_count,
     authgate_logs,
@@ -25,19 +24,11 @@ from tests.support.db import (
     scan_logs,
     successors_of,
 )
-from tests.support.mail import ReceivedMail, SmtpSink
+from tests.support.mail import SmtpSink
 
 API = "/api/v1"
 GRACE = {"refresh_reuse_grace": 5}
 LIFETIMES = {"refresh_token_ttl": 10 * 86400, "refresh_token_idle_ttl": 2 * 86400}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == code
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 def assert_no_store(response: httpx.Response) -> None:
@@ -45,32 +36,8 @@ def assert_no_store(response: httpx.Response) -> None:
     assert response.headers["pragma"] == "no-cache"
 
 
-async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
-
-
 async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
     return await client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {access_token}"})
-
-
-async def user_id(client: httpx.AsyncClient, account: Account) -> uuid.UUID:
-    response = await me(client, account.access_token)
-    assert response.status_code == 200, response.text
-    return uuid.UUID(response.json()["id"])
-
-
-async def mail_with_subject(
-    sink: SmtpSink, address: str, fragment: str, timeout: float = 10.0
-) -> ReceivedMail:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [m for m in sink.to(address) if fragment in m.subject]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.02)
-    raise AssertionError(
-        f"no mail {fragment!r} to {address}: {[m.subject for m in sink.to(address)]}"
-    )
 
 
 # -- rotation and reuse -------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from typing import Any
 
@@ -11,39 +9,12 @@ import httpx
 
 from authgate.runtime import Runtime
 from tests.conftest import Account, Flows
+from tests.support.api import assert_problem, bearer, me, refresh, sid_of
 from tests.support.db import audit_count
 
 API = "/api/v1"
 PEER_IP = "203.0.113.7"
 UA = "pytest-agent/1.0"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == code
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
-def sid_of(access_token: str) -> str:
-    payload = access_token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return str(claims["sid"])
-
-
-async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
-    return await client.get(f"{API}/users/me", headers=bearer(access_token))
-
-
-async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
 
 
 async def login(

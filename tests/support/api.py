@@ -1,0 +1,74 @@
+"""Small helpers for API tests: requests by name and problem-response assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tests.support.mail import ReceivedMail, SmtpSink
+
+if TYPE_CHECKING:
+    from tests.conftest import Account
+
+API = "/api/v1"
+#: Headers that differ between any two responses, whatever they answer.
+VOLATILE = {"date", "x-request-id"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == code
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+def sid_of(access_token: str) -> str:
+    payload = access_token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return str(claims["sid"])
+
+
+async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
+    return await client.get(f"{API}/users/me", headers=bearer(access_token))
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
+
+
+async def user_id(client: httpx.AsyncClient, account: Account) -> uuid.UUID:
+    response = await me(client, account.access_token)
+    assert response.status_code == 200, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+async def mail_with_subject(
+    sink: SmtpSink, address: str, fragment: str, timeout: float = 10.0
+) -> ReceivedMail:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in sink.to(address) if fragment in m.subject]
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.02)
+    raise AssertionError(
+        f"no mail {fragment!r} to {address}: {[m.subject for m in sink.to(address)]}"
+    )
+
+
+def shape(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
+    return response.status_code, response.content, headers
