@@ -254,7 +254,7 @@ class LegacyBcryptHasher(BcryptHasher):
 
 #: Niceness of the hashing threads: they use every idle core, but the event loop (nice 0)
 #: preempts them, so a login storm does not stall other requests (see docs/performance.md).
-HASH_THREAD_NICENESS = 10
+HASH_THREAD_NICENESS = 5
 
 
 def _lower_thread_priority() -> None:
