@@ -106,7 +106,11 @@ def test_create_admin_refuses_a_weak_password(cli: Cli) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
+    # One line naming the reason, not a traceback.
+    assert result.stderr.startswith("error: ")
+    assert "15" in result.stderr
+    assert "Traceback" not in result.stderr
     with sqlite3.connect(cli.db_path) as db:
         assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
 

@@ -138,8 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from authgate.core.errors import AuthgateError
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except AuthgateError as exc:  # e.g. a password refused by the policy in create-admin
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 1
     return result
 
 
