@@ -10,7 +10,7 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
-from authgate.models import ActionToken, AuthSession, OAuthState, ProviderToken, User
+from authgate.models import ActionToken, AuthSession, OAuthState, User
 from authgate.users.emails import normalize_email
 from authgate.users.repository import email_key
 
@@ -77,5 +77,3 @@ async def reencrypt_all(settings: Settings) -> int:
     finally:
         await engine.dispose()
 
-
-__all__ = ["ProviderToken", "create_admin", "purge_expired", "reencrypt_all"]
