@@ -76,4 +76,3 @@ async def reencrypt_all(settings: Settings) -> int:
             return await reencrypt_provider_tokens(db, encryption)
     finally:
         await engine.dispose()
-
