@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -157,10 +156,3 @@ async def get_superuser(principal: CurrentPrincipal) -> User:
 
 
 Superuser = Annotated[User, Depends(get_superuser)]
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import httpx
 import pytest
 from joserfc import jwt as jose_jwt
@@ -77,7 +79,9 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
     for key in jwks["keys"]:
         assert "d" not in key and "p" not in key and "k" not in key  # public parts only
     keyset = KeySet.import_key_set(jwks)
-    with _no_warning():
+    with warnings.catch_warnings():
+        # joserfc flags the JOSE name "EdDSA" as deprecated (RFC 9864); CONTRACT fixes that name.
+        warnings.filterwarnings("ignore", message=".*EdDSA.*")
         token = jose_jwt.decode(account.access_token, keyset, algorithms=["EdDSA"])
     assert token.header["typ"] == "at+jwt"
     assert token.header["kid"] in {k["kid"] for k in jwks["keys"]}
@@ -93,17 +97,3 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
         aud={"essential": True, "value": runtime.settings.jwt_audience},
     )
     registry.validate(claims)
-
-
-class _no_warning:
-    """joserfc flags the JOSE name "EdDSA" as deprecated (RFC 9864); CONTRACT fixes that name."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.filterwarnings("ignore", message=".*EdDSA.*")
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)

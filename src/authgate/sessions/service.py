@@ -312,11 +312,6 @@ class SessionService:
         except StoreUnavailable:
             raise ServiceUnavailable() from None
 
-    async def principal(
-        self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
-    ) -> tuple[User, AuthSession] | None:
-        return await self._repo.principal(db, user_id, session_id)
-
     async def _claims(self, token: str) -> AccessClaims:
         claims = self._tokens.decode(token)
         try:
