@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
@@ -66,13 +66,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     problems.install(app)
 
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(auth_router)
-    api.include_router(users_router)
-    api.include_router(sessions_router)
-    api.include_router(oauth_router)
-    api.include_router(admin_router)
-    app.include_router(api)
+    # Included one level deep (not through an "/api/v1" router): each level of nesting is
+    # walked again to match every request.
+    for feature in (auth_router, users_router, sessions_router, oauth_router, admin_router):
+        app.include_router(feature, prefix=API_PREFIX)
     app.include_router(well_known)
     app.include_router(ops)
     app.mount("/static/docs", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")

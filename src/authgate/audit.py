@@ -7,7 +7,6 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.http import ClientInfo
@@ -42,40 +41,7 @@ class AuditType(StrEnum):
     provider_token_accessed = "provider_token_accessed"
 
 
-_INSERT = insert(AuditEvent)
-
-
 class AuditService:
-    async def insert(
-        self,
-        db: AsyncSession,
-        type_: AuditType,
-        *,
-        user_id: uuid.UUID | None = None,
-        session_id: uuid.UUID | None = None,
-        client: ClientInfo | None = None,
-    ) -> None:
-        """``record`` as one prebuilt INSERT, for hot paths (no unit-of-work flush)."""
-        await db.execute(
-            _INSERT,
-            {
-                "type": type_.value,
-                "user_id": user_id,
-                "session_id": session_id,
-                "ip_address": client.ip_address if client else None,
-                "user_agent": client.user_agent if client else None,
-                "detail": None,
-            },
-        )
-        logger.info(
-            "audit.%s",
-            type_.value,
-            extra={
-                "user_id": str(user_id) if user_id else None,
-                "session_id": str(session_id) if session_id else None,
-            },
-        )
-
     def record(
         self,
         db: AsyncSession,
@@ -96,6 +62,17 @@ class AuditService:
                 detail=detail or None,
             )
         )
+        self.log(type_, user_id=user_id, session_id=session_id)
+
+    def log(
+        self,
+        type_: AuditType,
+        *,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+    ) -> None:
+        """The event's log line, for a row written by a caller's own statement (the refresh
+        rotation) and by the two methods above."""
         logger.info(
             "audit.%s",
             type_.value,

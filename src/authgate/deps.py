@@ -31,25 +31,33 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
-async def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
+# The dependencies below take the request and read the runtime off it rather than depending on
+# ``RuntimeDep``: FastAPI solves every sub-dependency of a dependency on each request, cached
+# or not, and that bookkeeping is a measurable share of a refresh (docs/performance.md).
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
+async def get_settings(request: Request) -> Settings:
+    return runtime_of(request).settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the handler returns, before the response
     is sent (``scope="function"``); rolled back on error unless the error asks to keep the
     changes (an audit row, a revocation)."""
+    runtime = runtime_of(request)
     async with runtime.sessionmaker() as session:
         try:
             yield session
@@ -76,8 +84,8 @@ def _notify(runtime: Runtime, session: AsyncSession) -> None:
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
-async def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
-    return runtime.clients.info(request)
+async def get_client(request: Request) -> ClientInfo:
+    return runtime_of(request).clients.info(request)
 
 
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
@@ -86,8 +94,8 @@ ClientDep = Annotated[ClientInfo, Depends(get_client)]
 def rate_limit(name: str) -> Any:
     """A route dependency that spends one unit of the named per-IP rate limit."""
 
-    async def _hit(runtime: RuntimeDep, client: ClientDep) -> None:
-        await runtime.limiter.hit(name, client.ip_address or "unknown")
+    async def _hit(request: Request, client: ClientDep) -> None:
+        await runtime_of(request).limiter.hit(name, client.ip_address or "unknown")
 
     return Depends(_hit)
 
@@ -113,12 +121,13 @@ def bearer_token(request: Request) -> str:
 
 async def get_principal(
     request: Request,
-    runtime: RuntimeDep,
     db: SessionDep,
     _token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """The caller behind the bearer token (see ``SessionService.check_access``)."""
-    user, session, claims = await runtime.sessions.check_access(db, bearer_token(request))
+    user, session, claims = await runtime_of(request).sessions.check_access(
+        db, bearer_token(request)
+    )
     return Principal(user, session, claims)
 
 
@@ -130,9 +139,10 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 BEARER_SECURITY: dict[str, Any] = {"security": [{"BearerToken": []}]}
 
 
-async def get_user_view(request: Request, runtime: RuntimeDep) -> PrincipalSnapshot:
+async def get_user_view(request: Request) -> PrincipalSnapshot:
     """The caller for read-only handlers: the same checks, from the short-lived snapshot cache
     (the hot path of ``GET /users/me``; a cache hit opens no database session at all)."""
+    runtime = runtime_of(request)
     snapshot, _claims = await runtime.sessions.check_access_view(
         runtime.sessionmaker, bearer_token(request)
     )

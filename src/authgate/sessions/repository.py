@@ -6,15 +6,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import UTCDateTime
 from authgate.core.time import as_utc
-from authgate.models import AuthSession, RefreshToken, User
+from authgate.models import AuditEvent, AuthSession, RefreshToken, User
 
 # The refresh hot path's statements, built once: no per-request construction or cache-key work.
+_TOKENS = RefreshToken.__table__
+_AUDIT = AuditEvent.__table__
 _NOW = bindparam("now", type_=UTCDateTime())
+# Bind names never equal a column name: an UPDATE would take such a parameter as a SET clause.
+_IP = bindparam("client_ip", type_=_TOKENS.c.ip_address.type)
+_UA = bindparam("client_ua", type_=_TOKENS.c.user_agent.type)
+_IDLE_DEADLINE = bindparam("idle_deadline", type_=UTCDateTime())
 _SPENDABLE = (
     RefreshToken.token_hash == bindparam("b_token_hash"),
     RefreshToken.used_at.is_(None),
@@ -27,15 +33,79 @@ _LIVE = (
     AuthSession.user_id == User.id,
     User.is_active.is_(True),
 )
-_SPEND_PG = (
-    update(RefreshToken)
-    .where(*_SPENDABLE, RefreshToken.session_id == AuthSession.id, *_LIVE)
-    .values(used_at=_NOW)
-    .returning(
-        RefreshToken.id, RefreshToken.session_id, AuthSession.user_id, AuthSession.expires_at
-    )
-    .execution_options(synchronize_session=False)
+_SUCCESSOR_COLUMNS = (
+    "id",
+    "session_id",
+    "token_hash",
+    "parent_id",
+    "issued_at",
+    "expires_at",
+    "ip_address",
+    "user_agent",
 )
+_AUDIT_COLUMNS = ("id", "created_at", "type", "user_id", "session_id", "ip_address", "user_agent")
+
+
+def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime]:
+    """The whole rotation as one statement: data-modifying CTEs spend the token, insert its
+    successor and the audit row, and the SELECT hands back what the response needs.
+
+    All parts run on one snapshot in one statement: when the UPDATE spends nothing (a
+    concurrent caller got there first, or the token or session is dead) both INSERTs select
+    from an empty ``spent`` and write nothing, and the SELECT returns no row.
+    """
+    spent = (
+        update(RefreshToken)
+        .where(*_SPENDABLE, RefreshToken.session_id == AuthSession.id, *_LIVE)
+        .values(used_at=_NOW)
+        .returning(
+            RefreshToken.id, RefreshToken.session_id, AuthSession.user_id, AuthSession.expires_at
+        )
+        .cte("spent")
+    )
+    successor = (
+        insert(RefreshToken)
+        .from_select(
+            _SUCCESSOR_COLUMNS,
+            select(
+                bindparam("successor_id", type_=_TOKENS.c.id.type),
+                spent.c.session_id,
+                bindparam("successor_hash", type_=_TOKENS.c.token_hash.type),
+                spent.c.id,
+                _NOW,
+                func.least(_IDLE_DEADLINE, spent.c.expires_at),
+                _IP,
+                _UA,
+            ),
+        )
+        .returning(RefreshToken.expires_at)
+        .cte("successor")
+    )
+    audit = (
+        insert(AuditEvent)
+        .from_select(
+            _AUDIT_COLUMNS,
+            select(
+                bindparam("audit_id", type_=_AUDIT.c.id.type),
+                _NOW,
+                bindparam("audit_type", type_=_AUDIT.c.type.type),
+                spent.c.user_id,
+                spent.c.session_id,
+                _IP,
+                _UA,
+            ),
+        )
+        .cte("audit")
+    )
+    return (
+        select(spent.c.user_id, spent.c.session_id, successor.c.expires_at)
+        .select_from(spent.join(successor, true()))
+        .add_cte(audit)
+    )
+
+
+_ROTATE_PG = _rotate_postgresql()
+# SQLite has neither data-modifying CTEs nor other tables in RETURNING: four statements.
 _SPEND_SQLITE = (
     update(RefreshToken)
     .where(
@@ -46,20 +116,22 @@ _SPEND_SQLITE = (
     )
     .values(used_at=_NOW)
     .returning(RefreshToken.id, RefreshToken.session_id)
-    .execution_options(synchronize_session=False)
 )
 _SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at).where(
     AuthSession.id == bindparam("session_id")
 )
 _INSERT_TOKEN = insert(RefreshToken)
+_INSERT_AUDIT = insert(AuditEvent)
 
 
 @dataclass(frozen=True, slots=True)
-class SpentRefresh:
-    token_id: uuid.UUID
-    session_id: uuid.UUID
+class Rotated:
+    """A refresh token was spent and its successor stored."""
+
     user_id: uuid.UUID
-    session_expires_at: datetime
+    session_id: uuid.UUID
+    #: The successor's idle deadline (never past the session's absolute end).
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,52 +145,77 @@ class SessionView:
 
 
 class SessionRepository:
-    async def spend_refresh_token(
-        self, db: AsyncSession, token_hash: str, now: datetime
-    ) -> SpentRefresh | None:
-        """Atomically mark an unused, unexpired token of a live session of an active user as
-        used, and return what the successor needs, in one round trip.
-
-        One conditional ``UPDATE … FROM … RETURNING``: of any number of concurrent callers
-        exactly one gets the row; the others see ``used_at`` already set.
-        """
-        params = {"b_token_hash": token_hash, "now": now}
-        if db.get_bind().dialect.name == "postgresql":
-            # UPDATE … FROM … RETURNING with the session's columns: one round trip.
-            row = (await db.execute(_SPEND_PG, params)).first()
-            return None if row is None else SpentRefresh(row[0], row[1], row[2], as_utc(row[3]))
-        # SQLite's RETURNING sees only the target table: spend, then read the session.
-        spent = (await db.execute(_SPEND_SQLITE, params)).first()
-        if spent is None:
-            return None
-        session = (await db.execute(_SESSION_FACTS, {"session_id": spent[1]})).one()
-        return SpentRefresh(spent[0], spent[1], session[0], as_utc(session[1]))
-
-    async def add_token(
+    async def rotate_refresh_token(
         self,
         db: AsyncSession,
         *,
-        session_id: uuid.UUID,
         token_hash: str,
-        parent_id: uuid.UUID | None,
-        issued_at: datetime,
-        expires_at: datetime,
+        successor_hash: str,
+        now: datetime,
+        idle_deadline: datetime,
         ip_address: str | None,
         user_agent: str | None,
-    ) -> None:
-        await db.execute(
+        audit_type: str,
+    ) -> Rotated | None:
+        """Spend an unused, unexpired token of a live session of an active user, store its
+        successor (idle deadline ``min(idle_deadline, session end)``) and the audit row; None
+        when the token could not be spent.
+
+        The spend is one conditional ``UPDATE``: of any number of concurrent callers exactly
+        one gets the row; the others see ``used_at`` already set. On PostgreSQL the whole
+        rotation is that one statement (see ``_rotate_postgresql``); on SQLite it is four.
+        """
+        conn = await db.connection()
+        params: dict[str, object] = {
+            "b_token_hash": token_hash,
+            "now": now,
+            "idle_deadline": idle_deadline,
+            "successor_id": uuid.uuid4(),
+            "successor_hash": successor_hash,
+            "client_ip": ip_address,
+            "client_ua": user_agent,
+            "audit_id": uuid.uuid4(),
+            "audit_type": audit_type,
+        }
+        if conn.dialect.name == "postgresql":
+            row = (await conn.execute(_ROTATE_PG, params)).first()
+            return None if row is None else Rotated(row[0], row[1], as_utc(row[2]))
+        spent = (
+            await conn.execute(_SPEND_SQLITE, {"b_token_hash": token_hash, "now": now})
+        ).first()
+        if spent is None:
+            return None
+        token_id, session_id = spent
+        user_id, session_end = (
+            await conn.execute(_SESSION_FACTS, {"session_id": session_id})
+        ).one()
+        expires_at = min(idle_deadline, as_utc(session_end))
+        await conn.execute(
             _INSERT_TOKEN,
             {
-                "id": uuid.uuid4(),
+                "id": params["successor_id"],
                 "session_id": session_id,
-                "token_hash": token_hash,
-                "parent_id": parent_id,
-                "issued_at": issued_at,
+                "token_hash": successor_hash,
+                "parent_id": token_id,
+                "issued_at": now,
                 "expires_at": expires_at,
                 "ip_address": ip_address,
                 "user_agent": user_agent,
             },
         )
+        await conn.execute(
+            _INSERT_AUDIT,
+            {
+                "id": params["audit_id"],
+                "created_at": now,
+                "type": audit_type,
+                "user_id": user_id,
+                "session_id": session_id,
+                "ip_address": ip_address,
+                "user_agent": user_agent,
+            },
+        )
+        return Rotated(user_id, session_id, expires_at)
 
     async def token_by_hash(self, db: AsyncSession, token_hash: str) -> RefreshToken | None:
         result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))

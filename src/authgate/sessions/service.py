@@ -105,35 +105,36 @@ class SessionService:
         return self._issue(user.id, session.id, raw, token_hash, token.issued_at, token.expires_at)
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
-        """Rotate: spend the token and issue its successor. Three statements on the hot path
-        (spend, insert successor, audit); the session row is not written (its last use, IP and
-        User-Agent are those of its newest token)."""
+        """Rotate: spend the token, store its successor and an audit row (one statement on
+        PostgreSQL). The session row is not written: its last use, IP and User-Agent are
+        those of its newest token."""
         if not OpaqueTokens.looks_like(TokenKind.refresh, raw):
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         now = utc_now()
         token_hash = self._opaque.hash(raw)
-        spent = await self._repo.spend_refresh_token(db, token_hash, now)
-        if spent is None:
-            return await self._refused(db, raw, token_hash, now, client)
         successor_raw, successor_hash = self._opaque.derive(TokenKind.refresh, raw, _SUCCESSOR)
-        expires_at = self._token_deadline(now, spent.session_expires_at)
-        await self._repo.add_token(
+        rotated = await self._repo.rotate_refresh_token(
             db,
-            session_id=spent.session_id,
-            token_hash=successor_hash,
-            parent_id=spent.token_id,
-            issued_at=now,
-            expires_at=expires_at,
+            token_hash=token_hash,
+            successor_hash=successor_hash,
+            now=now,
+            idle_deadline=now + timedelta(seconds=self._settings.refresh_token_idle_ttl),
             ip_address=client.ip_address,
             user_agent=client.user_agent,
+            audit_type=AuditType.refresh.value,
         )
-        await self._audit.insert(
-            db, AuditType.refresh, user_id=spent.user_id, session_id=spent.session_id, client=client
-        )
+        if rotated is None:
+            return await self._refused(db, raw, token_hash, now, client)
+        self._audit.log(AuditType.refresh, user_id=rotated.user_id, session_id=rotated.session_id)
         REFRESHES.labels("rotated").inc()
         return self._issue(
-            spent.user_id, spent.session_id, successor_raw, successor_hash, now, expires_at
+            rotated.user_id,
+            rotated.session_id,
+            successor_raw,
+            successor_hash,
+            now,
+            rotated.expires_at,
         )
 
     async def _refused(
