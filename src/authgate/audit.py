@@ -7,9 +7,11 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.http import ClientInfo
+from authgate.core.time import utc_now
 from authgate.models import AuditEvent
 
 logger = logging.getLogger("authgate.audit")
@@ -41,7 +43,37 @@ class AuditType(StrEnum):
     provider_token_accessed = "provider_token_accessed"
 
 
+_INSERT = insert(AuditEvent)
+
+
 class AuditService:
+    async def insert(
+        self,
+        db: AsyncSession,
+        type_: AuditType,
+        *,
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        client: ClientInfo | None = None,
+    ) -> None:
+        """``record`` as one prebuilt Core INSERT on the unit of work's connection, for hot
+        paths (a login): no ORM object, no unit-of-work flush at commit."""
+        conn = await db.connection()
+        await conn.execute(
+            _INSERT,
+            {
+                "id": uuid.uuid4(),
+                "created_at": utc_now(),
+                "type": type_.value,
+                "user_id": user_id,
+                "session_id": session_id,
+                "ip_address": client.ip_address if client else None,
+                "user_agent": client.user_agent if client else None,
+                "detail": None,
+            },
+        )
+        self.log(type_, user_id=user_id, session_id=session_id)
+
     def record(
         self,
         db: AsyncSession,

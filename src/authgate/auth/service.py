@@ -165,9 +165,9 @@ class AuthService:
         if not user.email_verified:
             LOGINS.labels("unverified").inc()
             raise EmailNotVerified(commit=True)
-        user.last_login_at = utc_now()
         issued = await self._sessions.open(db, user, client, method="password")
-        self._audit.record(
+        await self._users.set_last_login(db, user, utc_now())
+        await self._audit.insert(
             db,
             AuditType.login_succeeded,
             user_id=user.id,

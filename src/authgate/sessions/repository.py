@@ -120,6 +120,7 @@ _SPEND_SQLITE = (
 _SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at).where(
     AuthSession.id == bindparam("session_id")
 )
+_INSERT_SESSION = insert(AuthSession)
 _INSERT_TOKEN = insert(RefreshToken)
 _INSERT_AUDIT = insert(AuditEvent)
 
@@ -145,6 +146,24 @@ class SessionView:
 
 
 class SessionRepository:
+    async def add_session(
+        self,
+        db: AsyncSession,
+        *,
+        session: dict[str, object],
+        token: dict[str, object],
+    ) -> None:
+        """Insert a session row and its first refresh token (column values as dicts).
+
+        Core INSERTs on the unit of work's connection, without ORM objects: a login writes
+        these rows and never reads them back. Pending ORM changes are flushed first, so a row
+        the session refers to (a user created in the same unit of work) is there before it.
+        """
+        await db.flush()
+        conn = await db.connection()
+        await conn.execute(_INSERT_SESSION, session)
+        await conn.execute(_INSERT_TOKEN, token)
+
     async def rotate_refresh_token(
         self,
         db: AsyncSession,

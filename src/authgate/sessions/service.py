@@ -87,22 +87,34 @@ class SessionService:
         self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
     ) -> IssuedTokens:
         now = utc_now()
-        session = AuthSession(
-            id=uuid.uuid4(),
-            user_id=user.id,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + timedelta(seconds=self._settings.refresh_token_ttl),
-            ip_address=client.ip_address,
-            user_agent=client.user_agent,
-            auth_method=method,
-        )
-        db.add(session)
+        session_id = uuid.uuid4()
+        expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
+        token_expires_at = self._token_deadline(now, expires_at)
         raw, token_hash = self._opaque.new(TokenKind.refresh)
-        token = self._new_token(session, token_hash, None, now, client)
-        db.add(token)
-        await db.flush()
-        return self._issue(user.id, session.id, raw, token_hash, token.issued_at, token.expires_at)
+        await self._repo.add_session(
+            db,
+            session={
+                "id": session_id,
+                "user_id": user.id,
+                "created_at": now,
+                "last_used_at": now,
+                "expires_at": expires_at,
+                "ip_address": client.ip_address,
+                "user_agent": client.user_agent,
+                "auth_method": method,
+            },
+            token={
+                "id": uuid.uuid4(),
+                "session_id": session_id,
+                "token_hash": token_hash,
+                "parent_id": None,
+                "issued_at": now,
+                "expires_at": token_expires_at,
+                "ip_address": client.ip_address,
+                "user_agent": client.user_agent,
+            },
+        )
+        return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at)
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
         """Rotate: spend the token, store its successor and an audit row (one statement on
@@ -215,25 +227,6 @@ class SessionService:
         """Idle deadline of a new token, never past the session's absolute end."""
         idle_deadline = now + timedelta(seconds=self._settings.refresh_token_idle_ttl)
         return min(idle_deadline, session_expires_at)
-
-    def _new_token(
-        self,
-        session: AuthSession,
-        token_hash: str,
-        parent_id: uuid.UUID | None,
-        now: datetime,
-        client: ClientInfo,
-    ) -> RefreshToken:
-        return RefreshToken(
-            id=uuid.uuid4(),
-            session_id=session.id,
-            token_hash=token_hash,
-            parent_id=parent_id,
-            issued_at=now,
-            expires_at=self._token_deadline(now, session.expires_at),
-            ip_address=client.ip_address,
-            user_agent=client.user_agent,
-        )
 
     def _issue(
         self,
