@@ -7,7 +7,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup run migrate test test-fast lint fmt typecheck bench openapi clean system-deps
+.PHONY: help setup run migrate test test-fast lint fmt typecheck bench bench-inprocess openapi clean system-deps
 
 help:
 	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite, console email, dev keys)"
@@ -57,6 +57,11 @@ test-fast: setup
 
 bench: setup
 	$(UV) run --frozen python -m bench.run
+
+# Per-request CPU of refresh and login, in-process (how the hot paths were profiled).
+bench-inprocess: setup
+	$(UV) run --frozen python -m bench.inprocess refresh
+	$(UV) run --frozen python -m bench.inprocess login
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

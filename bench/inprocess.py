@@ -1,0 +1,182 @@
+"""Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
+
+``python -m bench.inprocess refresh|login [--profile]`` starts a throwaway PostgreSQL
+(``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
+app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
+CPU time of one request as the minimum and median of batches:
+
+- ``refresh``: ``time.process_time`` of ``POST /auth/refresh`` (each request spends the token
+  the previous one returned) and of ``SessionService.refresh`` + commit alone; the difference
+  is what FastAPI and the middleware add.
+- ``login``: ``time.thread_time`` of the event-loop thread for ``POST /auth/login``, so the
+  Argon2 hashing (in the pool's threads) is left out.
+
+CPU per request is far steadier on a shared machine than requests per second, and leaves the
+database's own CPU out. ``--profile`` adds a ``cProfile`` (timer: the thread's CPU time) of
+the endpoint, sorted by cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from tests.support.servers import postgres_server
+
+from authgate.app import create_app
+from authgate.config import Settings
+from authgate.core.http import ClientInfo
+from authgate.core.migrate import upgrade_async
+from authgate.models import User
+from authgate.runtime import Runtime
+from bench.seed import API, PASSWORD
+
+EMAIL = "inprocess@example.com"
+BATCHES = 12
+
+
+async def call(app: Any, path: str, payload: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """One POST through the ASGI app, as uvicorn would make it."""
+    body = json.dumps(payload).encode()
+    inbox = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"user-agent", b"bench-inprocess"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    data = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], json.loads(data) if data else {}
+
+
+async def per_call_ms(
+    step: Callable[[], Awaitable[None]], clock: Callable[[], float], batch: int
+) -> list[float]:
+    timings = []
+    for _ in range(BATCHES):
+        started = clock()
+        for _ in range(batch):
+            await step()
+        timings.append((clock() - started) / batch * 1000)
+    return timings
+
+
+def report(label: str, timings: list[float]) -> None:
+    print(f"{label:<44} min {min(timings):6.3f} ms   median {statistics.median(timings):6.3f} ms")
+
+
+async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="development",
+        database_url=database_url,
+        keys_dir=workdir / "keys",
+        rate_limits_enabled=False,
+        email_backend="console",
+        log_level="WARNING",
+    )
+    await upgrade_async(settings)
+    runtime = Runtime.build(settings)
+    await runtime.start()
+    app = create_app(settings, runtime=runtime)
+    app.state.runtime = runtime
+    try:
+        status, _ = await call(app, f"{API}/auth/register", {"email": EMAIL, "password": PASSWORD})
+        assert status == 202, status
+        async with runtime.sessionmaker() as db:
+            await db.execute(update(User).values(email_verified=True))
+            await db.commit()
+        credentials = {"email": EMAIL, "password": PASSWORD}
+        status, pair = await call(app, f"{API}/auth/login", credentials)
+        assert status == 200, pair
+        token = str(pair["refresh_token"])
+
+        async def http_refresh() -> None:
+            nonlocal token
+            status, pair = await call(app, f"{API}/auth/refresh", {"refresh_token": token})
+            assert status == 200, pair
+            token = str(pair["refresh_token"])
+
+        async def service_refresh() -> None:
+            nonlocal token
+            async with runtime.sessionmaker() as db:
+                issued = await runtime.sessions.refresh(db, token, client)
+                await db.commit()
+            token = issued.refresh_token
+
+        async def http_login() -> None:
+            status, pair = await call(app, f"{API}/auth/login", credentials)
+            assert status == 200, pair
+
+        client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-inprocess")
+        if endpoint == "refresh":
+            target, clock, batch = http_refresh, time.process_time, 150
+            for _ in range(200):
+                await http_refresh()  # warm statement caches
+            report("POST /auth/refresh, process CPU", await per_call_ms(target, clock, batch))
+            report(
+                "SessionService.refresh + commit, process CPU",
+                await per_call_ms(service_refresh, clock, batch),
+            )
+        else:
+            target, clock, batch = http_login, time.thread_time, 30
+            for _ in range(20):
+                await http_login()
+            report(
+                "POST /auth/login, event-loop thread CPU", await per_call_ms(target, clock, batch)
+            )
+        if profile:
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.enable()
+            for _ in range(batch):
+                await target()
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+    finally:
+        await runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("endpoint", choices=["refresh", "login"])
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of the endpoint")
+    args = parser.parse_args()
+    with postgres_server() as pg, tempfile.TemporaryDirectory() as workdir:
+        asyncio.run(run(args.endpoint, args.profile, pg.createdb("inprocess"), Path(workdir)))
+
+
+if __name__ == "__main__":
+    main()
