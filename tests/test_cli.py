@@ -151,3 +151,12 @@ def test_purge_expired(cli: Cli) -> None:
     assert isinstance(counts, dict)
     assert counts
     assert all(isinstance(value, int) and value == 0 for value in counts.values())
+
+
+def test_keys_list_on_a_fresh_install_says_how_to_create_a_key(cli: Cli) -> None:
+    listed = cli.run("keys", "list")
+    assert listed.stdout == ""
+    assert "authgate keys rotate" in listed.stderr
+    cli.run("keys", "rotate")
+    assert len(_current(cli.keys())) == 1
+    assert cli.run("keys", "list").stderr == ""

@@ -70,9 +70,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
             delay = settings.key_reload_interval
             print(f"new signing key {kid} is current; processes pick it up within {delay}s")  # noqa: T201
         elif args.keys_command == "list":
-            for info in SigningKeyRing.list(directory):
+            keys = SigningKeyRing.list(directory)
+            for info in keys:
                 flag = "current" if info.current else ""
                 print(f"{info.kid}\t{info.alg}\t{info.created_at}\t{flag}")  # noqa: T201
+            if not keys:
+                # Not an error: a fresh install has no key until `serve` (development) or
+                # `keys rotate` creates one.
+                print(  # noqa: T201
+                    f"no signing keys in {directory}: `authgate keys rotate` creates one "
+                    "(in development `authgate serve` also does)",
+                    file=sys.stderr,
+                )
         elif args.keys_command == "retire":
             SigningKeyRing.retire(directory, args.kid)
             print(f"retired {args.kid}")  # noqa: T201

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.core.db import Base, Timestamped, UUIDPrimaryKey
@@ -11,6 +11,8 @@ from authgate.core.time import utc_now
 
 class User(UUIDPrimaryKey, Timestamped, Base):
     __tablename__ = "users"
+    #: The admin listing's keyset order: ``(created_at, id)``.
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
 
     #: The address as normalised by email-validator (domain lower-cased, unicode NFC).
     email: Mapped[str] = mapped_column(String(320))
