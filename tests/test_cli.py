@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,14 @@ class Cli:
         env["AUTHGATE_LOG_LEVEL"] = "WARNING"
         self.env = env
 
-    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.python("-m", "authgate", *args, stdin=stdin)
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.python("-m", "authgate", *args, stdin=stdin, check=check)
 
-    def python(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def python(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         # The working directory is the temporary one, so no `.env` of the checkout is read.
         result = subprocess.run(
             [sys.executable, *args],
@@ -46,7 +51,8 @@ class Cli:
             timeout=120,
             check=False,
         )
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        if check:
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 
     def keys(self) -> list[list[str]]:
@@ -160,3 +166,40 @@ def test_keys_list_on_a_fresh_install_says_how_to_create_a_key(cli: Cli) -> None
     cli.run("keys", "rotate")
     assert len(_current(cli.keys())) == 1
     assert cli.run("keys", "list").stderr == ""
+
+
+def test_dead_email_is_listed_and_sent_again(cli: Cli) -> None:
+    cli.run("migrate")
+    retryable, wiped = uuid.uuid4(), uuid.uuid4()
+    with sqlite3.connect(cli.db_path) as db:
+        for outbox_id, payload, created in (
+            (retryable, b"ciphertext", "2026-11-20 10:00:00.000000"),
+            (wiped, None, "2026-11-21 10:00:00.000000"),
+        ):
+            db.execute(
+                "INSERT INTO email_outbox (id, to_address, template, payload_ciphertext, status,"
+                " attempts, next_attempt_at, last_error, created_at)"
+                " VALUES (?, 'ada@example.com', 'verify_email', ?, 'dead', 8, ?, 'SES: throttled', ?)",
+                (outbox_id.hex, payload, created, created),
+            )
+    rows = [json.loads(line) for line in cli.run("email", "dead").stdout.splitlines()]
+    assert [(r["id"], r["retryable"]) for r in rows] == [
+        (str(wiped), False),
+        (str(retryable), True),
+    ]
+    assert rows[1]["last_error"] == "SES: throttled" and rows[1]["attempts"] == 8
+
+    assert f"{retryable} queued again" in cli.run("email", "retry", str(retryable)).stdout
+    with sqlite3.connect(cli.db_path) as db:
+        status, attempts = db.execute(
+            "SELECT status, attempts FROM email_outbox WHERE id = ?", (retryable.hex,)
+        ).fetchone()
+    assert (status, attempts) == ("pending", 0)
+    assert [json.loads(line)["id"] for line in cli.run("email", "dead").stdout.splitlines()] == [
+        str(wiped)
+    ]
+
+    for bad in (str(retryable), str(wiped), "not-a-uuid"):
+        refused = cli.run("email", "retry", bad, check=False)
+        assert refused.returncode == 1, bad
+        assert refused.stderr.startswith("error:") and "Traceback" not in refused.stderr

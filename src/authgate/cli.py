@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
+import uuid
 from collections.abc import Sequence
 
 from authgate.config import Settings
@@ -113,6 +114,24 @@ def cmd_purge_expired(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_email(args: argparse.Namespace) -> int:
+    from authgate.housekeeping import list_dead_email, retry_dead_email
+
+    settings = _settings()
+    if args.email_command == "dead":
+        for row in asyncio.run(list_dead_email(settings, args.limit)):
+            print(json.dumps(row))  # noqa: T201
+    else:
+        try:
+            outbox_id = uuid.UUID(args.id)
+        except ValueError:
+            print(f"error: {args.id!r} is not a message id", file=sys.stderr)  # noqa: T201
+            return 1
+        asyncio.run(retry_dead_email(settings, outbox_id))
+        print(f"{outbox_id} queued again")  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authgate", description="authgate authentication service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     retire.add_argument("kid")
     keys_sub.add_parser("reencrypt", help="re-encrypt stored secrets with the current key")
     keys.set_defaults(func=cmd_keys)
+
+    email = sub.add_parser("email", help="look at and retry undeliverable email")
+    email_sub = email.add_subparsers(dest="email_command", required=True)
+    dead = email_sub.add_parser("dead", help="list dead messages, newest first (JSON lines)")
+    dead.add_argument("--limit", type=int, default=100)
+    retry = email_sub.add_parser("retry", help="send a dead message again (after a fix)")
+    retry.add_argument("id")
+    email.set_defaults(func=cmd_email)
     return parser
 
 

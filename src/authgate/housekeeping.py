@@ -1,11 +1,17 @@
-"""Operator tasks run from the CLI: create an admin, purge expired rows, re-encrypt secrets."""
+"""Operator tasks run from the CLI: create an admin, purge expired rows, re-encrypt secrets,
+look at and retry dead email."""
 
 from __future__ import annotations
+
+import uuid
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
+from authgate.core.email import dead_letters, requeue_dead
+from authgate.core.errors import NotFound
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
@@ -74,5 +80,39 @@ async def reencrypt_all(settings: Settings) -> int:
     try:
         async with make_sessionmaker(engine)() as db, db.begin():
             return await reencrypt_provider_tokens(db, encryption)
+    finally:
+        await engine.dispose()
+
+
+async def list_dead_email(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """Dead outbox messages, newest first: who, which template, how often tried and why not."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            return [
+                {
+                    "id": str(row.id),
+                    "to": row.to_address,
+                    "template": row.template,
+                    "attempts": row.attempts,
+                    "last_error": row.last_error,
+                    "created_at": row.created_at.isoformat(),
+                    # A message whose payload is gone (wiped or lost) cannot be sent again.
+                    "retryable": row.payload_ciphertext is not None,
+                }
+                for row in await dead_letters(db, limit=limit)
+            ]
+    finally:
+        await engine.dispose()
+
+
+async def retry_dead_email(settings: Settings, outbox_id: uuid.UUID) -> None:
+    """Give one dead message a fresh set of attempts; NotFound when it is not a retryable dead
+    message. A running dispatcher picks it up at its next poll."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as db, db.begin():
+            if not await requeue_dead(db, outbox_id):
+                raise NotFound(f"{outbox_id} is not a dead message that can be sent again.")
     finally:
         await engine.dispose()
