@@ -215,6 +215,8 @@ async def failure_reason(runtime: Runtime) -> str:
         pytest.param({"aud": "someone-else"}, "audience", id="other-audience"),
         pytest.param({"aud": ["someone-else", "authgate"]}, "azp", id="multi-aud-without-azp"),
         pytest.param({"nonce": "forged"}, "nonce", id="wrong-nonce"),
+        # The half hash of some other access token: the ID token was not issued with this one.
+        pytest.param({"at_hash": "ungWv48Bz-pBQUDeXa4iIw"}, "at_hash", id="wrong-at-hash"),
         pytest.param({"exp_offset": -3600}, "expired", id="expired"),
         pytest.param({"bad_signature": True}, "signature", id="bad-signature"),
     ],

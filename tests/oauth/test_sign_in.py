@@ -125,6 +125,18 @@ async def test_garbage_codes_are_refused(client: httpx.AsyncClient) -> None:
         assert response.status_code == 400 and response.json()["code"] == "invalid_token"
 
 
+async def test_an_id_token_with_a_matching_at_hash_signs_in(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer
+) -> None:
+    """at_hash is checked when present (the wrong one is refused in test_callback_failures)."""
+    idp.next_user(new_sub(), "at-hash@example.com", tamper={"at_hash": "matching"})
+    pair = await browser.tokens()
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.json()["email"] == "at-hash@example.com"
+
+
 async def test_client_secret_post_provider_signs_in(
     browser: Browser, client: httpx.AsyncClient, idp: OidcServer
 ) -> None:

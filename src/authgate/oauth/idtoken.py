@@ -4,8 +4,10 @@ Checked: an asymmetric algorithm the provider advertises, the signature with a k
 provider's JWKS (found by ``kid``; an unknown ``kid`` refetches the set once, for key rotation),
 ``iss`` exactly the configured issuer, ``aud`` containing our client id (and ``azp`` equal to it
 when there are several audiences or ``azp`` is present), ``exp`` in the future, ``iat`` not in the
-future nor older than the sign-in request, ``sub`` present, and ``nonce`` equal to the one we sent.
-Times come from ``utc_now()`` (the one clock) with AUTHGATE_JWT_LEEWAY of skew.
+future nor older than the sign-in request, ``sub`` present, ``nonce`` equal to the one we sent,
+and, when the token carries ``at_hash``, that it matches the access token issued with it
+(OIDC Core §3.1.3.8: optional for the code flow, but a mismatch means the two were not issued
+together). Times come from ``utc_now()`` (the one clock) with AUTHGATE_JWT_LEEWAY of skew.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+from authlib.oidc.core.util import create_half_hash
 
 from authgate.core.time import utc_now
 from authgate.oauth.errors import InvalidIdToken
@@ -33,7 +36,13 @@ class IdTokenValidator:
         self._leeway = leeway
 
     async def validate(
-        self, meta: ProviderMetadata, id_token: str, *, nonce: str, not_before: datetime
+        self,
+        meta: ProviderMetadata,
+        id_token: str,
+        *,
+        nonce: str,
+        not_before: datetime,
+        access_token: str | None = None,
     ) -> dict[str, Any]:
         """The claims of a valid ID token, or InvalidIdToken naming the failed check."""
         if len(id_token) > MAX_ID_TOKEN_LENGTH:
@@ -71,6 +80,8 @@ class IdTokenValidator:
         except jwt.PyJWTError as exc:
             raise InvalidIdToken(type(exc).__name__) from None
         self._check_claims(meta, claims, nonce, not_before)
+        if "at_hash" in claims and access_token is not None:
+            _check_at_hash(claims["at_hash"], access_token, alg)
         return claims
 
     def _check_claims(
@@ -133,3 +144,15 @@ def _select(jwks: dict[str, Any], kid: Any, alg: str) -> dict[str, Any] | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_at_hash(at_hash: Any, access_token: str, alg: str) -> None:
+    """``at_hash``: base64url of the left half of the access token's hash, the hash being the
+    one of the ID token's algorithm (SHA-512 for EdDSA); computed by Authlib."""
+    expected = create_half_hash(access_token, alg)
+    if (
+        not isinstance(at_hash, str)
+        or expected is None
+        or not hmac.compare_digest(at_hash.encode(), expected.rstrip(b"="))
+    ):
+        raise InvalidIdToken("at_hash")

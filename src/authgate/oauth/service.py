@@ -321,8 +321,13 @@ class OAuthService:
         if not isinstance(id_token, str) or nonce is None:
             raise FlowFailure(FlowError.invalid_id_token, "no ID token")
         try:
+            access_token = token.get("access_token")
             claims = await self._id_tokens.validate(
-                meta, id_token, nonce=nonce, not_before=row.created_at
+                meta,
+                id_token,
+                nonce=nonce,
+                not_before=row.created_at,
+                access_token=access_token if isinstance(access_token, str) else None,
             )
         except InvalidIdToken as exc:
             raise FlowFailure(FlowError.invalid_id_token, f"ID token: {exc}") from None

@@ -10,11 +10,11 @@
 // Test-only endpoints (plain JSON, outside the OpenID routes):
 //   POST /test/next-user {sub, email, email_verified, deny?, tamper?}
 //        who the next interaction signs in (or denies); `tamper` rewrites the next ID tokens:
-//        {aud?, iss?, nonce?, exp_offset?, bad_signature?: true}
+//        {aud?, iss?, nonce?, at_hash? ('matching': the right one), exp_offset?, bad_signature?: true}
 //   GET  /test/stats     {refreshes, revocations, codes}
 //   GET  /test/github/user, /test/github/user/emails   a GitHub-shaped API (Bearer access token)
 //   POST /test/reset     forget the next user, the tamper and the counters
-import { createPrivateKey, createSign, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createHash, createPrivateKey, createSign, generateKeyPairSync, randomUUID } from 'node:crypto';
 
 import Provider from 'oidc-provider';
 
@@ -82,12 +82,17 @@ function b64url(value) {
   return Buffer.from(value).toString('base64url');
 }
 
-function resign(idToken) {
+function resign(idToken, accessToken) {
   const [rawHeader, rawPayload] = idToken.split('.');
   const header = JSON.parse(Buffer.from(rawHeader, 'base64url'));
   const payload = JSON.parse(Buffer.from(rawPayload, 'base64url'));
-  for (const claim of ['aud', 'iss', 'nonce']) {
+  for (const claim of ['aud', 'iss', 'nonce', 'at_hash']) {
     if (tamper[claim] !== undefined) payload[claim] = tamper[claim];
+  }
+  if (tamper.at_hash === 'matching') {
+    // The real half hash (RS256: left half of SHA-256) of the access token issued alongside.
+    const digest = createHash('sha256').update(accessToken).digest();
+    payload.at_hash = digest.subarray(0, digest.length / 2).toString('base64url');
   }
   if (tamper.exp_offset !== undefined) payload.exp = Math.floor(Date.now() / 1000) + tamper.exp_offset;
   const key = tamper.bad_signature
@@ -157,7 +162,7 @@ provider.use(async (ctx, next) => {
   }
   await next();
   if (ctx.oidc?.route === 'token' && tamper && ctx.status === 200 && ctx.body?.id_token) {
-    ctx.body = { ...ctx.body, id_token: resign(ctx.body.id_token) };
+    ctx.body = { ...ctx.body, id_token: resign(ctx.body.id_token, ctx.body.access_token) };
   }
 });
 
