@@ -101,6 +101,16 @@ class Runtime:
             limiter,
             throttle,
         )
+        oauth = build_oauth(
+            settings,
+            maker,
+            encryption=encryption,
+            opaque=opaque,
+            audit=audit,
+            sessions=sessions,
+            action_tokens=action_tokens,
+            users=users_repo,
+        )
         users = UserService(
             passwords,
             sessions,
@@ -111,16 +121,7 @@ class Runtime:
             users_repo,
             limiter,
             throttle,
-        )
-        oauth = build_oauth(
-            settings,
-            maker,
-            encryption=encryption,
-            opaque=opaque,
-            audit=audit,
-            sessions=sessions,
-            action_tokens=action_tokens,
-            users=users_repo,
+            provider_tokens=oauth.tokens,
         )
         return cls(
             settings=settings,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from authgate.models import AuditEvent, OAuthState, ProviderToken
+from authgate.models import AuditEvent, OAuthState, ProviderToken, User
 from authgate.runtime import Runtime
 from tests.conftest import Flows
 from tests.oauth.conftest import Browser, OidcServer, counts, new_sub, query_of
@@ -133,3 +133,53 @@ async def test_link_requires_a_bearer_and_an_allowed_redirect(
         "/api/v1/oauth/test/link", headers=account.auth, json={"redirect_url": "https://evil.com"}
     )
     assert response.status_code == 400 and response.json()["code"] == "invalid_redirect_url"
+
+
+async def _revoked_events(runtime: Runtime) -> list[dict[str, Any] | None]:
+    async with runtime.sessionmaker() as db:
+        rows = await db.execute(
+            select(AuditEvent.detail).where(AuditEvent.type == "provider_token_revoked")
+        )
+        return list(rows.scalars())
+
+
+async def test_deleting_the_account_revokes_its_provider_tokens(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    account = await flows.signed_up("leaving@example.com")
+    idp.next_user(new_sub(), "leaving-at-idp@example.com")
+    await link(browser, client, account.auth, "test")
+    revoked_before = idp.stats()["revocations"]
+
+    deleted = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": account.password}, headers=account.auth
+    )
+    assert deleted.status_code == 204, deleted.text
+    # The refresh token and the access token, revoked at the provider (RFC 7009).
+    assert idp.stats()["revocations"] >= revoked_before + 2
+    async with runtime.sessionmaker() as db:
+        assert (await db.execute(select(ProviderToken))).first() is None
+    assert await _revoked_events(runtime) == [{"provider": "test", "outcome": "revoked"}]
+
+
+async def test_an_admin_deleting_a_user_revokes_its_provider_tokens(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    admin = await flows.signed_up("root@example.com")
+    async with runtime.sessionmaker() as db:
+        await db.execute(
+            update(User).where(User.email_key == "root@example.com").values(is_superuser=True)
+        )
+        await db.commit()
+    account = await flows.signed_up("removed@example.com")
+    idp.next_user(new_sub(), "removed-at-idp@example.com")
+    await link(browser, client, account.auth, "test")
+    me = await client.get("/api/v1/users/me", headers=account.auth)
+    revoked_before = idp.stats()["revocations"]
+
+    deleted = await client.delete(f"/api/v1/admin/users/{me.json()['id']}", headers=admin.auth)
+    assert deleted.status_code == 204, deleted.text
+    assert idp.stats()["revocations"] >= revoked_before + 2
+    async with runtime.sessionmaker() as db:
+        assert (await db.execute(select(ProviderToken))).first() is None
+    assert await _revoked_events(runtime) == [{"provider": "test", "outcome": "revoked"}]

@@ -24,7 +24,12 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 async def get_admin_service(runtime: RuntimeDep) -> AdminService:
-    return AdminService(runtime.sessions, runtime.audit, runtime.users_repo)
+    return AdminService(
+        runtime.sessions,
+        runtime.audit,
+        runtime.users_repo,
+        provider_tokens=runtime.provider_tokens,
+    )
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]

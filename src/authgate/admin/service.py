@@ -22,6 +22,7 @@ from authgate.core.http import ClientInfo
 from authgate.models import AuditEvent, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
+from authgate.users.service import ProviderTokenRevoker
 
 T = TypeVar("T", User, AuditEvent)
 
@@ -51,7 +52,9 @@ class AdminService:
         audit: AuditService,
         users: UserRepository,
         repository: AdminRepository | None = None,
+        provider_tokens: ProviderTokenRevoker | None = None,
     ) -> None:
+        self._provider_tokens = provider_tokens
         self._sessions = sessions
         self._audit = audit
         self._users = users
@@ -150,6 +153,8 @@ class AdminService:
         if user.id == admin.id:
             raise Conflict("Delete your own account with DELETE /users/me.")
         await self._sessions.end_all(db, user, reason="deleted_by_admin")
+        if self._provider_tokens is not None:
+            await self._provider_tokens.revoke_all(db, user.id, client)
         self._audit.record(
             db,
             AuditType.account_deleted,

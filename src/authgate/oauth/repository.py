@@ -100,6 +100,14 @@ class OAuthRepository:
         )
         return result.first() is not None
 
+    async def token_providers(self, db: AsyncSession, user_id: uuid.UUID) -> list[str]:
+        result = await db.execute(
+            select(ProviderToken.provider)
+            .where(ProviderToken.user_id == user_id)
+            .order_by(ProviderToken.provider)
+        )
+        return list(result.scalars())
+
     async def delete_token(self, db: AsyncSession, token_id: uuid.UUID) -> None:
         await db.execute(delete(ProviderToken).where(ProviderToken.id == token_id))
 

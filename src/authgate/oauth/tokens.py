@@ -329,6 +329,14 @@ class TokenService:
             detail={"provider": provider, "outcome": outcome},
         )
 
+    async def revoke_all(
+        self, db: AsyncSession, user_id: uuid.UUID, client: ClientInfo | None = None
+    ) -> None:
+        """``revoke`` for every provider the user holds tokens of (the account is going away:
+        the grants it gave those providers' APIs should not outlive it)."""
+        for provider in await self._repo.token_providers(db, user_id):
+            await self.revoke(db, user_id, provider, client)
+
 
 async def reencrypt_provider_tokens(db: AsyncSession, encryption: EncryptionService) -> int:
     """Move every provider-token ciphertext to the current key (``authgate keys reencrypt``).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Protocol
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
@@ -19,6 +22,14 @@ from authgate.users.repository import UserRepository
 from authgate.verification.service import VerificationService
 
 
+class ProviderTokenRevoker(Protocol):
+    """What account deletion needs of the provider-token vault (``oauth.tokens.TokenService``)."""
+
+    async def revoke_all(
+        self, db: AsyncSession, user_id: uuid.UUID, client: ClientInfo | None = None
+    ) -> None: ...
+
+
 class UserService:
     def __init__(
         self,
@@ -31,7 +42,9 @@ class UserService:
         users: UserRepository,
         limiter: RateLimiter,
         throttle: LoginThrottle,
+        provider_tokens: ProviderTokenRevoker | None = None,
     ) -> None:
+        self._provider_tokens = provider_tokens
         self._limiter = limiter
         self._throttle = throttle
         self._passwords = passwords
@@ -116,4 +129,6 @@ class UserService:
         )
         # Publish the end of every session first: other processes refuse the tokens at once.
         await self._sessions.end_all(db, user, reason="account_deleted")
+        if self._provider_tokens is not None:
+            await self._provider_tokens.revoke_all(db, user.id, client)
         await self._users.delete(db, user)
