@@ -12,28 +12,17 @@ from sqlalchemy.engine import Connection
 
 from authgate.config import Settings
 from authgate.core.db import make_engine
-from authgate.core.migrate import alembic_config, upgrade_async
+from authgate.core.migrate import run_async, upgrade_async
 from authgate.models import User
 
 
 async def _run(settings: Settings, action: str, revision: str = "head") -> None:
-    cfg = alembic_config(settings)
-    engine = make_engine(settings)
-
-    def run(connection: Connection) -> None:
-        cfg.attributes["connection"] = connection
-        if action == "check":
-            command.check(cfg)
-        elif action == "downgrade":
-            command.downgrade(cfg, revision)
-        else:
-            command.upgrade(cfg, revision)
-
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(run)
-    finally:
-        await engine.dispose()
+    steps = {
+        "check": command.check,
+        "downgrade": lambda cfg: command.downgrade(cfg, revision),
+        "upgrade": lambda cfg: command.upgrade(cfg, revision),
+    }
+    await run_async(settings, steps[action])
 
 
 async def test_the_migrated_schema_matches_the_models(database_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -29,21 +30,27 @@ def _ensure_sqlite_dir(settings: Settings) -> None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def upgrade_async(settings: Settings, revision: str = "head") -> None:
-    """Upgrade from inside a running loop (tests, app start-up in development)."""
+async def run_async(settings: Settings, step: Callable[[Config], None]) -> None:
+    """Run one Alembic command (``step(config)``, e.g. ``command.upgrade``) on a connection of
+    the settings' database, in one transaction, from inside a running loop."""
     _ensure_sqlite_dir(settings)
     cfg = alembic_config(settings)
     engine = make_engine(settings)
 
-    def _upgrade(connection: Connection) -> None:
+    def _step(connection: Connection) -> None:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        step(cfg)
 
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+            await connection.run_sync(_step)
     finally:
         await engine.dispose()
+
+
+async def upgrade_async(settings: Settings, revision: str = "head") -> None:
+    """Upgrade from inside a running loop (tests, app start-up in development)."""
+    await run_async(settings, lambda cfg: command.upgrade(cfg, revision))
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
