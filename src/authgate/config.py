@@ -185,6 +185,13 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else {}
         return value
 
+    @field_validator("ses_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `AUTHGATE_SES_ENDPOINT_URL=` (e.g. from compose's `${VAR:-}`) means "the AWS default",
+        # which boto3 takes from None, not from "" (it refuses an empty endpoint).
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:

@@ -83,3 +83,13 @@ def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"no_such_limit": "5/minute"}')
     with pytest.raises(ValueError, match="unknown rate limit"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_ses_endpoint_means_the_aws_default(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("AUTHGATE_SES_ENDPOINT_URL", value)
+    assert Settings(_env_file=None).ses_endpoint_url is None  # type: ignore[call-arg]
+    monkeypatch.setenv("AUTHGATE_SES_ENDPOINT_URL", "http://127.0.0.1:5000")
+    assert Settings(_env_file=None).ses_endpoint_url == "http://127.0.0.1:5000"  # type: ignore[call-arg]
