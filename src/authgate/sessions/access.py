@@ -62,6 +62,11 @@ class PrincipalSnapshot:
             session_expires_at=session.expires_at,
         )
 
+    @property
+    def id(self) -> uuid.UUID:
+        """The user's id, under the name the user schemas read (``UserOut.model_validate``)."""
+        return self.user_id
+
     def admits(self, claims: AccessClaims) -> bool:
         return (
             self.is_active

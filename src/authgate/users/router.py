@@ -36,16 +36,7 @@ EMAIL_CHANGE_ACCEPTED = "If the new address is available, a confirmation link is
     openapi_extra=BEARER_SECURITY,
 )
 async def read_me(user: CurrentUserView) -> UserOut:
-    return UserOut(
-        id=user.user_id,
-        email=user.email,
-        name=user.name,
-        email_verified=user.email_verified,
-        is_active=user.is_active,
-        is_superuser=user.is_superuser,
-        created_at=user.created_at,
-        updated_at=user.updated_at,
-    )
+    return UserOut.model_validate(user)
 
 
 @router.patch(
