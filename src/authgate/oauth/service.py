@@ -355,8 +355,8 @@ class OAuthService:
         if user is None or not user.is_active:
             raise InvalidToken()
         provider = str((spent.data or {}).get("provider", "unknown"))
-        user.last_login_at = utc_now()
         issued = await self._sessions.open(db, user, client, method=f"oauth:{provider}")
+        await self._users.set_last_login(db, user, utc_now())
         self._audit.record(
             db,
             AuditType.login_succeeded,

@@ -88,6 +88,14 @@ class PasswordResetService:
         # The owner is back in control: lift any login delay an attacker's guesses caused.
         await self._throttle.success(user.email.casefold())
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
+        return user
+
+    async def set_password(self, db: AsyncSession, user: User, new_password: str) -> None:
+        """Hash and store a (validated) password; outstanding reset links stop working and the
+        owner is told by email (whether it was a reset or a change)."""
+        user.password_hash = await self._passwords.hash(new_password)
+        user.password_changed_at = utc_now()
+        await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         await self._email.enqueue(
             db,
             to=user.email,
@@ -95,10 +103,3 @@ class PasswordResetService:
             context={"name": user.name},
             user_id=user.id,
         )
-        return user
-
-    async def set_password(self, db: AsyncSession, user: User, new_password: str) -> None:
-        """Hash and store a (validated) password; outstanding reset links stop working."""
-        user.password_hash = await self._passwords.hash(new_password)
-        user.password_changed_at = utc_now()
-        await self._tokens.supersede(db, ActionKind.reset_password, user.id)

@@ -8,7 +8,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
-from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.email import EmailService
 from authgate.core.errors import InvalidPassword
 from authgate.core.http import ClientInfo
 from authgate.core.ratelimit import RateLimiter
@@ -96,13 +96,6 @@ class UserService:
             user_id=user.id,
             session_id=issued.session_id,
             client=client,
-        )
-        await self._email.enqueue(
-            db,
-            to=user.email,
-            template=EmailTemplate.password_changed,
-            context={"name": user.name},
-            user_id=user.id,
         )
         return issued
 
