@@ -1,7 +1,7 @@
 """Fixtures for the email tests: fresh migrated databases, an SES stand-in (moto), an SMTP sink.
 
-The shared ``pg_server`` / ``smtp_sink`` session fixtures of ``tests/conftest.py`` are used when
-they exist; otherwise these fixtures start their own, so the email tests never depend on them.
+``email_pg`` / ``email_smtp`` are the session's shared ``pg_server`` / ``smtp_sink`` (from
+``tests/conftest.py``), under the names these tests use.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from authgate.core.email import EmailService, OutgoingEmail
 from authgate.core.migrate import upgrade_async
 from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
 from tests.support.mail import SmtpSink
-from tests.support.servers import MotoServer, PostgresServer, moto_server, postgres_server
+from tests.support.servers import MotoServer, PostgresServer, moto_server
 
 SENDER = "no-reply@authgate.test"
 AWS_ENV = {
@@ -37,35 +37,14 @@ AWS_ENV = {
 }
 
 
-def _shared(request: pytest.FixtureRequest, name: str) -> Any:
-    try:
-        return request.getfixturevalue(name)
-    except pytest.FixtureLookupError:
-        return None
+@pytest.fixture(scope="session")
+def email_pg(pg_server: PostgresServer) -> PostgresServer:
+    return pg_server
 
 
 @pytest.fixture(scope="session")
-def email_pg(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
-    shared = _shared(request, "pg_server")
-    if shared is not None:
-        yield shared
-        return
-    with postgres_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def email_smtp(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
-    shared = _shared(request, "smtp_sink")
-    if shared is not None:
-        yield shared
-        return
-    sink = SmtpSink()
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
+def email_smtp(smtp_sink: SmtpSink) -> SmtpSink:
+    return smtp_sink
 
 
 @pytest.fixture(scope="session")
