@@ -13,13 +13,14 @@ import pytest
 from authgate.core.time import utc_now
 from authgate.models import EmailOutbox, OutboxStatus
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
+from tests.conftest import Flows
 from tests.support.api import (
     assert_problem,
     bearer,
     mail_with_subject,
     me,
     refresh,
+    several_sessions,
     sid_of,
     user_id,
 )
@@ -32,25 +33,6 @@ NEW_PASSWORD = "a brand new and long passphrase"
 
 async def login_status(flows: Flows, email: str, password: str) -> int:
     return (await flows.login(email, password)).status_code
-
-
-async def several_sessions(
-    flows: Flows, client: httpx.AsyncClient, account: Account
-) -> tuple[list[str], list[str]]:
-    """Two more sessions (one of them rotated): every access and live refresh token so far."""
-    second = (await flows.login(account.email, account.password)).json()
-    third = (await flows.login(account.email, account.password)).json()
-    rotated = (await refresh(client, third["refresh_token"])).json()
-    access = [
-        account.access_token,
-        second["access_token"],
-        third["access_token"],
-        rotated["access_token"],
-    ]
-    refresh_tokens = [account.refresh_token, second["refresh_token"], rotated["refresh_token"]]
-    for token in access:
-        assert (await me(client, token)).status_code == 200
-    return access, refresh_tokens
 
 
 # -- change password ----------------------------------------------------------------------------

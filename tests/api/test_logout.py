@@ -8,7 +8,7 @@ import httpx
 
 from authgate.runtime import Runtime
 from tests.conftest import Account, Flows
-from tests.support.api import assert_problem, bearer, me, refresh, shape
+from tests.support.api import assert_problem, bearer, me, refresh, several_sessions, shape
 from tests.support.db import audit_count
 
 API = "/api/v1"
@@ -102,20 +102,10 @@ async def test_logout_all_ends_every_session_of_the_user(
     account = await flows.signed_up()
     bystander = await flows.signed_up()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
-    second = await another_session(flows, account)
-    third = await another_session(flows, account)
-    rotated = (await refresh(client, third["refresh_token"])).json()
-    access_tokens = [
-        account.access_token,
-        second["access_token"],
-        third["access_token"],
-        rotated["access_token"],
-    ]
-    refresh_tokens = [account.refresh_token, second["refresh_token"], rotated["refresh_token"]]
-    for token in access_tokens:
-        assert (await me(client, token)).status_code == 200
+    access_tokens, refresh_tokens = await several_sessions(flows, client, account)
+    second = access_tokens[1]  # the second session's access token
 
-    response = await client.post(f"{API}/auth/logout-all", headers=bearer(second["access_token"]))
+    response = await client.post(f"{API}/auth/logout-all", headers=bearer(second))
     assert response.status_code == 204
 
     for token in access_tokens:
@@ -130,6 +120,6 @@ async def test_logout_all_ends_every_session_of_the_user(
 
     # It needs a valid bearer: none, or one of the ended sessions, is refused.
     assert_problem(await client.post(f"{API}/auth/logout-all"), 401, "not_authenticated")
-    ended = await client.post(f"{API}/auth/logout-all", headers=bearer(second["access_token"]))
+    ended = await client.post(f"{API}/auth/logout-all", headers=bearer(second))
     assert_problem(ended, 401, "invalid_token")
     assert (await me(client, fresh["access_token"])).status_code == 200

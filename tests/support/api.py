@@ -14,7 +14,7 @@ import httpx
 from tests.support.mail import ReceivedMail, SmtpSink
 
 if TYPE_CHECKING:
-    from tests.conftest import Account
+    from tests.conftest import Account, Flows
 
 API = "/api/v1"
 #: Headers that differ between any two responses, whatever they answer.
@@ -72,3 +72,22 @@ async def mail_with_subject(
 def shape(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
     headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
     return response.status_code, response.content, headers
+
+
+async def several_sessions(
+    flows: Flows, client: httpx.AsyncClient, account: Account
+) -> tuple[list[str], list[str]]:
+    """Two more sessions (one of them rotated): every access and live refresh token so far."""
+    second = (await flows.login(account.email, account.password)).json()
+    third = (await flows.login(account.email, account.password)).json()
+    rotated = (await refresh(client, third["refresh_token"])).json()
+    access = [
+        account.access_token,
+        second["access_token"],
+        third["access_token"],
+        rotated["access_token"],
+    ]
+    refresh_tokens = [account.refresh_token, second["refresh_token"], rotated["refresh_token"]]
+    for token in access:
+        assert (await me(client, token)).status_code == 200
+    return access, refresh_tokens
