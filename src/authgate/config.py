@@ -38,6 +38,9 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "token_consume_ip": "30/minute",
     "refresh_ip": "120/minute",
     "change_password_account": "10/15minutes",
+    "email_change_user": "5/hour",
+    "email_change_recipient": "3/hour",
+    "email_recipient": "10/hour",
     "introspect_client": "600/minute",
     "oauth_ip": "60/minute",
 }

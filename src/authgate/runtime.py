@@ -68,21 +68,24 @@ class Runtime:
         ring = SigningKeyRing.from_settings(settings)
         jwt = JWTService(settings, ring)
         passwords = PasswordService(settings)
-        opaque = OpaqueTokens(secrets.secret_key(settings))
+        secret_key = secrets.secret_key(settings)
+        opaque = OpaqueTokens(secret_key)
         encryption = EncryptionService(secrets.encryption_keys(settings))
-        email = EmailService(settings, encryption)
+        store = make_store(settings)
+        limiter = RateLimiter(settings, store)
+        email = EmailService(settings, encryption, limiter=limiter)
         dispatch = settings.email_dispatcher_enabled if with_dispatcher is None else with_dispatcher
         dispatcher = (
             EmailDispatcher(settings, maker, email, make_backend(settings)) if dispatch else None
         )
         audit = AuditService()
         users_repo = UserRepository()
-        store = make_store(settings)
-        limiter = RateLimiter(settings, store)
-        throttle = LoginThrottle(settings, store)
+        throttle = LoginThrottle(settings, store, limiter=limiter, device_secret=secret_key)
         principals = PrincipalCache(settings.access_cache_ttl)
-        sessions = SessionService(settings, jwt, opaque, audit, email, store, principals)
         action_tokens = ActionTokenService(opaque)
+        sessions = SessionService(
+            settings, jwt, opaque, audit, email, store, principals, action_tokens=action_tokens
+        )
         verification = VerificationService(
             settings, action_tokens, email, audit, users_repo, on_user_changed=sessions.forget_user
         )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from authgate.core.errors import RateLimited, ServiceUnavailable
+from authgate.core.http import ClientInfo
 from authgate.core.store import MemoryStore, RedisStore, Store
 from authgate.core.throttle import LoginThrottle
 from tests.abuse.conftest import StoreFactory, abuse_settings
@@ -45,7 +46,8 @@ def test_default_schedule() -> None:
 
 
 async def test_parallel_guesses_are_bounded_by_the_account_limit(store: Store) -> None:
-    th = throttle(store, login_account="10/15minutes")
+    # Free failures out of the way: this is about the login_account window alone.
+    th = throttle(store, login_account="10/15minutes", free_failures=1000)
     results = await asyncio.gather(*(admitted(th, ALICE) for _ in range(50)))
     assert sum(results) <= 10 + 2
     assert sum(results) == 10  # the moving window is exact
@@ -58,6 +60,35 @@ async def test_parallel_guesses_from_two_processes(store_factory: StoreFactory) 
     two = throttle(store_factory(), login_account="10/15minutes")
     results = await asyncio.gather(*(admitted(th, ALICE) for th in (one, two) for _ in range(25)))
     assert sum(results) <= 10 + 2
+    # Pending attempts count as failures: no more than 6 sequential guesses get (5 free + the
+    # one that starts the first delay).
+    assert sum(results) == 6
+
+
+async def test_parallel_guesses_get_no_more_evaluations_than_sequential(store: Store) -> None:
+    th = throttle(store, login_account="10/15minutes")
+    sequential = 0
+    while await admitted(th, ALICE):
+        sequential += 1
+        await th.failure(ALICE)
+    assert sequential == 6
+
+    bob = "bob@example.com"
+    parallel = sum(await asyncio.gather(*(admitted(th, bob) for _ in range(50))))
+    assert parallel <= sequential
+    # The refused ones gave their slot back; reporting the admitted ones starts the delay.
+    for _ in range(parallel):
+        await th.failure(bob)
+    with pytest.raises(RateLimited):
+        await th.check(bob)
+
+
+async def test_a_success_meanwhile_does_not_free_the_other_pending_slots(store: Store) -> None:
+    th = throttle(store, login_account="10/15minutes")
+    assert all(await asyncio.gather(*(admitted(th, ALICE) for _ in range(6))))
+    await th.success(ALICE)  # one of the six was right: the other five are still in flight
+    assert await admitted(th, ALICE)
+    assert not await admitted(th, ALICE)
 
 
 async def test_delays_grow_and_expire(store: Store) -> None:
@@ -101,7 +132,8 @@ async def test_success_resets_the_delay(store: Store) -> None:
 
 
 async def test_hard_cap_of_100_consecutive_attempts(store: Store) -> None:
-    th = throttle(store)
+    # Unreported attempts also count as pending failures; free failures keep that out of the way.
+    th = throttle(store, free_failures=1000)
     for _ in range(100):
         await th.reserve(ALICE)
     with pytest.raises(RateLimited) as locked:
@@ -172,3 +204,62 @@ async def test_outage_fails_closed_and_recovers(
     await th.reserve(ALICE)
     await th.failure(ALICE)
     await th.success(ALICE)
+
+
+OWNER = ClientInfo("198.51.100.20", "Mozilla/5.0 (owner's browser)")
+
+
+async def exhaust(th: LoginThrottle, bucket: str) -> None:
+    while await admitted(th, bucket):
+        await th.failure(bucket)
+
+
+async def test_a_known_device_has_a_bucket_of_its_own(store: Store) -> None:
+    th = throttle(store, login_account="10/15minutes", device_secret=b"k" * 32)
+    assert await th.bucket(ALICE, OWNER) == ALICE  # not known yet
+    await th.remember_device(ALICE, OWNER)
+    own = await th.bucket(ALICE, OWNER)
+    assert own != ALICE
+    assert ALICE not in own and OWNER.user_agent not in own  # digests only
+
+    await exhaust(th, ALICE)  # strangers' guesses
+    assert not await admitted(th, ALICE)
+    assert await admitted(th, own)
+    await th.success(own)
+
+    # Being known takes the IP *and* the User-Agent, for this account only.
+    for other in (
+        ClientInfo(OWNER.ip_address, "Mozilla/5.0 (attacker)"),
+        ClientInfo("203.0.113.99", OWNER.user_agent),
+        ClientInfo(OWNER.ip_address, None),
+        ClientInfo(None, OWNER.user_agent),
+        None,
+    ):
+        assert await th.bucket(ALICE, other) == ALICE
+    assert await th.bucket("bob@example.com", OWNER) == "bob@example.com"
+    # Another process with the same secret agrees; one with another secret does not.
+    assert await throttle(store, device_secret=b"k" * 32).bucket(ALICE, OWNER) == own
+    assert await throttle(store, device_secret=b"x" * 32).bucket(ALICE, OWNER) == ALICE
+
+    # Its own failures throttle it like any bucket.
+    await exhaust(th, own)
+    assert not await admitted(th, own)
+
+
+async def test_lift_clears_the_account_window_and_every_device_bucket(store: Store) -> None:
+    th = throttle(store, login_account="10/15minutes", device_secret=b"k" * 32)
+    await th.remember_device(ALICE, OWNER)
+    own = await th.bucket(ALICE, OWNER)
+    for bucket in (ALICE, own):
+        for _ in range(10):  # the whole login_account window, no delays involved
+            await th.reserve(bucket)
+            await th.success(bucket)
+        assert not await admitted(th, bucket)
+
+    resetter = ClientInfo("192.0.2.44", "Mozilla/5.0 (phone)")
+    await th.lift(ALICE, resetter)
+    assert await admitted(th, ALICE)  # the login_account window too, not just the delays
+    fresh = await th.bucket(ALICE, OWNER)
+    assert fresh != own
+    assert await admitted(th, fresh)
+    assert await th.bucket(ALICE, resetter) != ALICE  # the reset's browser is known now

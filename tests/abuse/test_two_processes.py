@@ -98,17 +98,24 @@ async def test_state_is_shared_between_processes(
         assert logout.status_code == 204
         assert (await b.get("/api/v1/users/me", headers=auth)).status_code == 401
 
-        # Failed logins through A and B count toward one account throttle (login_account = 6).
+        # Failed logins through A and B count toward one account throttle (login_account = 6),
+        # from a client that never signed in to the account (not a known device).
         results = []
         for i in range(10):
             client = a if i % 2 == 0 else b
             response = await client.post(
                 "/api/v1/auth/login",
                 json={"email": "p0@example.com", "password": f"wrong guess {i:02d} xx"},
+                headers={"User-Agent": "guesser/1.0"},
             )
             results.append(response.status_code)
         assert results.count(401) == 5  # one of the 6 went to the successful login above
         assert results[5:] == [429] * 5, results
+        # The pair that signed in through A is a known device on B too: the owner still gets in.
+        owner = await b.post(
+            "/api/v1/auth/login", json={"email": "p0@example.com", "password": TEST_PASSWORD}
+        )
+        assert owner.status_code == 200, owner.text
 
 
 async def _token_from_logs(tmp: Path, email: str, timeout: float = 10.0) -> str:

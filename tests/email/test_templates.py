@@ -18,17 +18,18 @@ LINK = "https://app.authgate.test/verify-email?token=agv_abc123"
 INJECTION = "{{7*7}}<script>alert(1)</script>"
 
 CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
-    EmailTemplate.verify_email: {"name": "Ada", "link": LINK, "expires_hours": 24},
+    # Mail to a not yet verified address carries no text of the user's choosing: no name.
+    EmailTemplate.verify_email: {"link": LINK, "expires_hours": 24},
     EmailTemplate.welcome: {"name": "Ada"},
     EmailTemplate.password_reset: {"name": None, "link": LINK, "expires_minutes": 30},
     EmailTemplate.password_changed: {"name": "Ada"},
     EmailTemplate.email_change_confirm: {
-        "name": "Ada",
         "link": LINK,
         "new_email": "new@example.com",
         "expires_hours": 24,
     },
     EmailTemplate.email_change_notice: {"name": "Ada", "new_email": "new@example.com"},
+    EmailTemplate.email_changed: {"name": "Ada", "new_email": "new@example.com"},
     EmailTemplate.register_existing: {
         "name": "Ada",
         "login_url": "https://app.authgate.test/login",
@@ -70,14 +71,22 @@ def test_renders_with_documented_context(template: EmailTemplate) -> None:
 @pytest.mark.parametrize("template", list(EmailTemplate))
 def test_missing_context_key_is_an_error(template: EmailTemplate) -> None:
     context = dict(CONTEXTS[template])
-    context.pop("name")
+    context.pop("name" if "name" in context else "link")
     with pytest.raises(UndefinedError):
         _service().render(template, context)
 
 
+@pytest.mark.parametrize(
+    "template", [EmailTemplate.verify_email, EmailTemplate.email_change_confirm]
+)
+def test_mail_to_an_unverified_address_never_shows_a_name(template: EmailTemplate) -> None:
+    rendered = _service().render(template, {**CONTEXTS[template], "name": "Buy cheap pills"})
+    assert "pills" not in rendered.text + rendered.html + rendered.subject
+
+
 def test_name_is_never_evaluated_and_escaped_in_html() -> None:
-    context = {**CONTEXTS[EmailTemplate.verify_email], "name": INJECTION}
-    rendered = _service().render(EmailTemplate.verify_email, context)
+    context = {**CONTEXTS[EmailTemplate.password_changed], "name": INJECTION}
+    rendered = _service().render(EmailTemplate.password_changed, context)
     assert INJECTION in rendered.text
     assert "49" not in rendered.text
     assert "<script>" not in rendered.html

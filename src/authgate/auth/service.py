@@ -21,7 +21,7 @@ from authgate.core.http import ClientInfo
 from authgate.core.metrics import LOGINS
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle
+from authgate.core.throttle import LoginThrottle, account_key
 from authgate.core.time import utc_now
 from authgate.models import User
 from authgate.password_reset.service import PasswordResetService
@@ -133,15 +133,17 @@ class AuthService:
         """The user whose password this is, or InvalidCredentials (same for every failure).
 
         Rate limits per IP and the per-account throttle are consulted before any password work,
-        keyed on the address whether or not an account has it."""
+        keyed on the address whether or not an account has it. A device that signed in to the
+        account before has a throttle bucket of its own, which strangers' failures never fill."""
         address = try_normalize_email(email)
         account = account_key(address, email)
         await self._limiter.hit("login_ip", ip_key(client))
-        await self._throttle.reserve(account)
+        bucket = await self._throttle.bucket(account, client)
+        await self._throttle.reserve(bucket)
         user = await self._users.by_email(db, address) if address else None
         ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
         if user is None or not ok or not user.is_active:
-            await self._throttle.failure(account)
+            await self._throttle.failure(bucket)
             self._audit.record(
                 db,
                 AuditType.login_failed,
@@ -153,7 +155,7 @@ class AuthService:
             )
             LOGINS.labels("failed").inc()
             raise InvalidCredentials(commit=True)
-        await self._throttle.success(account)
+        await self._throttle.success(bucket)
         if new_hash is not None:
             user.password_hash = new_hash
         return user
@@ -166,6 +168,7 @@ class AuthService:
             LOGINS.labels("unverified").inc()
             raise EmailNotVerified(commit=True)
         issued = await self._sessions.open(db, user, client, method="password")
+        await self._throttle.remember_device(account_key(user.email), client)
         await self._users.set_last_login(db, user, utc_now())
         await self._audit.insert(
             db,
@@ -189,6 +192,4 @@ def ip_key(client: ClientInfo) -> str:
     return client.ip_address or "unknown"
 
 
-def account_key(address: str | None, raw: str) -> str:
-    """The per-account key: the case-folded normalised address (or the raw input, if invalid)."""
-    return (address or raw.strip()).casefold()
+__all__ = ["AuthService", "account_key", "ip_key"]

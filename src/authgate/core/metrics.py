@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 EMAIL_QUEUED = Counter("authgate_email_queued_total", "Emails written to the outbox", ["template"])
+EMAIL_DROPPED = Counter(
+    "authgate_email_dropped_total",
+    "Emails not queued because their recipient had too many (email_recipient limit)",
+    ["template"],
+)
 EMAIL_SENT = Counter("authgate_email_sent_total", "Emails delivered to the provider", ["backend"])
 EMAIL_RETRIED = Counter(
     "authgate_email_retried_total", "Email deliveries scheduled for retry", ["backend"]

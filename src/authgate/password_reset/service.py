@@ -16,7 +16,7 @@ from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle
+from authgate.core.throttle import LoginThrottle, account_key
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
@@ -77,16 +77,18 @@ class PasswordResetService:
         # Check the policy before spending the token: a refused password leaves it usable.
         pending = await self._tokens.peek(db, ActionKind.reset_password, token)
         user = await self._users.by_id(db, pending.user_id) if pending else None
-        if pending is None or user is None:
+        if pending is None or user is None or not user.is_active:
             raise InvalidToken()
         self._passwords.validate(new_password, context=password_context(user))
         spent = await self._tokens.consume(db, ActionKind.reset_password, token)
         if spent.user_id != user.id:
             raise InvalidToken()
         await self.set_password(db, user, new_password)
+        # Also cancels a pending email change (``SessionService.end_all``).
         await self._sessions.end_all(db, user, reason="password_reset")
-        # The owner is back in control: lift any login delay an attacker's guesses caused.
-        await self._throttle.success(user.email.casefold())
+        # The owner is back in control: lift whatever an attacker's guesses caused, and let the
+        # browser that completed the reset sign in whatever strangers try meanwhile.
+        await self._throttle.lift(account_key(user.email), client)
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
         return user
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
 from authgate.core.email import EmailService, EmailTemplate
@@ -35,7 +36,7 @@ from authgate.core.security.jwt import AccessClaims, JWTService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
-from authgate.models import AuthSession, RefreshToken, User
+from authgate.models import ActionKind, AuthSession, RefreshToken, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository, SessionView
 
@@ -70,8 +71,11 @@ class SessionService:
         store: Store,
         principals: PrincipalCache,
         repository: SessionRepository | None = None,
+        *,
+        action_tokens: ActionTokenService,
     ) -> None:
         self._settings = settings
+        self._action_tokens = action_tokens
         self._store = store
         self._principals = principals
         self._tokens = VerifiedTokens(jwt, settings.verified_token_cache_size, settings.jwt_leeway)
@@ -288,9 +292,14 @@ class SessionService:
         )
 
     async def end_all(self, db: AsyncSession, user: User, *, reason: str) -> list[uuid.UUID]:
-        """End every session and refuse every access token issued so far."""
+        """End every session and refuse every access token issued so far.
+
+        A pending email change is cancelled too: it was asked for inside one of those sessions,
+        so whoever is being locked out (password change or reset, logout-all, an admin's revoke
+        or deactivation) must not be able to complete it afterwards."""
         now = utc_now()
         user.tokens_valid_after = now
+        await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
         await self._deny_sessions(ids)
         return ids

@@ -94,7 +94,7 @@ async def change_email(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(400, 401, 422),
+    responses=error_responses(400, 401, 422, 429),
 )
 async def delete_me(
     body: PasswordConfirmation,

@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
 from authgate.core.email import EmailService
-from authgate.core.errors import InvalidPassword
+from authgate.core.errors import InvalidPassword, ValidationFailed
 from authgate.core.http import ClientInfo
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle
+from authgate.core.throttle import LoginThrottle, account_key
 from authgate.models import AuthSession, User
 from authgate.password_reset.service import PasswordResetService, password_context
 from authgate.sessions.service import IssuedTokens, SessionService
@@ -55,10 +55,17 @@ class UserService:
         self._audit = audit
         self._users = users
 
-    async def _confirm_password(self, user: User, password: str) -> None:
+    async def _confirm_password(self, user: User, password: str, client: ClientInfo) -> None:
+        """Every re-confirmation of the password counts in the per-account sign-in throttle,
+        exactly as a login does: reserved before the check (429 while throttled), a wrong one is
+        a failure (400 ``invalid_password``), a right one a success."""
+        bucket = await self._throttle.bucket(account_key(user.email), client)
+        await self._throttle.reserve(bucket)
         ok, _ = await self._passwords.verify(password, user.password_hash)
         if not ok:
+            await self._throttle.failure(bucket)
             raise InvalidPassword()
+        await self._throttle.success(bucket)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
         user.name = name
@@ -78,14 +85,8 @@ class UserService:
         """Every session ends; the caller continues in a fresh session (a new ``sid``), so the
         access token presented for the change stops working too. Wrong current passwords count
         toward the same per-account throttle as failed logins."""
-        account = user.email.casefold()
         await self._limiter.hit("change_password_account", str(user.id))
-        await self._throttle.reserve(account)
-        ok, _ = await self._passwords.verify(current_password, user.password_hash)
-        if not ok:
-            await self._throttle.failure(account)
-            raise InvalidPassword()
-        await self._throttle.success(account)
+        await self._confirm_password(user, current_password, client)
         new_password = self._passwords.validate(new_password, context=password_context(user))
         await self._reset.set_password(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_changed")
@@ -102,17 +103,33 @@ class UserService:
     async def change_email(
         self, db: AsyncSession, user: User, new_email: str, password: str, client: ClientInfo
     ) -> None:
-        await self._confirm_password(user, password)
+        """Limited per user and per recipient (``email_change_user``, ``email_change_recipient``).
+
+        The current address is refused before the password is looked at; the recipient limit
+        is consumed after a right password whether or not the address is taken, so a 429 says
+        nothing about who has it."""
         address = normalize_email(new_email, field="new_email")
-        if address.casefold() == user.email.casefold():
-            return
+        if account_key(address) == account_key(user.email):
+            raise ValidationFailed(
+                [
+                    {
+                        "loc": ["body", "new_email"],
+                        "msg": "This is already the account's address.",
+                        "type": "value_error.same_email",
+                    }
+                ],
+                detail="The new address is the current one.",
+            )
+        await self._limiter.hit("email_change_user", str(user.id))
+        await self._confirm_password(user, password, client)
+        await self._limiter.hit("email_change_recipient", account_key(address))
         await self._verification.request_email_change(db, user, address)
         self._audit.record(db, AuditType.email_change_requested, user_id=user.id, client=client)
 
     async def delete_account(
         self, db: AsyncSession, user: User, password: str, client: ClientInfo
     ) -> None:
-        await self._confirm_password(user, password)
+        await self._confirm_password(user, password, client)
         self._audit.record(
             db,
             AuditType.account_deleted,

@@ -45,7 +45,10 @@ class VerificationService:
         return f"{self._settings.frontend_url}/verify-email?token={token}"
 
     async def send_verification(self, db: AsyncSession, user: User) -> None:
-        """A fresh link; every earlier verification link of this user stops working."""
+        """A fresh link; every earlier verification link of this user stops working.
+
+        No ``name``: the address is not verified yet, and whoever registered it chose the name,
+        so it would be their text in a stranger's mailbox."""
         ttl = self._settings.verification_token_ttl
         token = await self._tokens.issue(db, ActionKind.verify_email, user.id, ttl)
         await self._email.enqueue(
@@ -53,7 +56,6 @@ class VerificationService:
             to=user.email,
             template=EmailTemplate.verify_email,
             context={
-                "name": user.name,
                 "link": self._link(token),
                 "expires_hours": max(1, ttl // 3600),
             },
@@ -61,7 +63,8 @@ class VerificationService:
         )
 
     async def request_email_change(self, db: AsyncSession, user: User, new_email: str) -> None:
-        """Link to the new address (unless taken), notice to the old one."""
+        """Link to the new address (unless taken), notice to the old one. The mail to the new,
+        unverified address carries no text of the user's choosing (no ``name``)."""
         taken = await self._users.by_email(db, new_email)
         if taken is None:
             ttl = self._settings.email_change_token_ttl
@@ -73,7 +76,6 @@ class VerificationService:
                 to=new_email,
                 template=EmailTemplate.email_change_confirm,
                 context={
-                    "name": user.name,
                     "link": self._link(token),
                     "new_email": new_email,
                     "expires_hours": max(1, ttl // 3600),
@@ -93,7 +95,7 @@ class VerificationService:
             return await self._confirm_email_change(db, token, client)
         spent = await self._tokens.consume(db, ActionKind.verify_email, token)
         user = await self._users.by_id(db, spent.user_id)
-        if user is None:
+        if user is None or not user.is_active:
             raise InvalidToken()
         if not user.email_verified:
             user.email_verified = True
@@ -112,7 +114,7 @@ class VerificationService:
         spent = await self._tokens.consume(db, ActionKind.change_email, token)
         user = await self._users.by_id(db, spent.user_id)
         new_email = (spent.data or {}).get("new_email")
-        if user is None or not isinstance(new_email, str):
+        if user is None or not user.is_active or not isinstance(new_email, str):
             raise InvalidToken()
         other = await self._users.by_email(db, new_email)
         if other is not None and other.id != user.id:
@@ -133,6 +135,14 @@ class VerificationService:
         self._changed(user.id)
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
+        # The old address hears that it no longer controls the account.
+        await self._email.enqueue(
+            db,
+            to=old_email,
+            template=EmailTemplate.email_changed,
+            context={"name": user.name, "new_email": new_email},
+            user_id=user.id,
+        )
         self._audit.record(
             db,
             AuditType.email_change_confirmed,

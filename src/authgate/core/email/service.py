@@ -4,6 +4,16 @@ Callers never send mail. They call :meth:`EmailService.enqueue` inside the unit 
 causes the message; the outbox row commits (or rolls back) with that change, and the
 :class:`~authgate.core.email.dispatcher.EmailDispatcher` delivers it afterwards.
 
+**Per-recipient limit.** ``enqueue`` counts every message to an address on the named limit
+``email_recipient`` (default ``10/hour``, keyed on the case-folded address). Beyond it, a
+message the recipient did not necessarily ask for (a verification or reset link, an
+email-change confirmation, a "you already have an account" notice, a welcome) is dropped and
+logged (``email.dropped``), never failing the request, so the service cannot be used to flood
+a mailbox and the caller's answer stays the same. Notices about a change to the recipient's own
+account (``SECURITY_NOTICES``) are always queued and never counted: losing one silently would
+hide an attack from the owner. A store that cannot be reached fails the request (503) rather
+than queue unchecked.
+
 The context often holds a link with a raw one-time token, so it is stored as JSON encrypted
 with :class:`EncryptionService`, bound (associated data) to the row id and template name, and
 wiped once the message is sent. No column ever holds a token in the clear.
@@ -12,6 +22,7 @@ wiped once the message is sent. No column ever holds a token in the clear.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.config import Settings
 from authgate.core.email.backends import OutgoingEmail
 from authgate.core.email.templates import make_environment
-from authgate.core.metrics import EMAIL_QUEUED
+from authgate.core.errors import RateLimited
+from authgate.core.metrics import EMAIL_DROPPED, EMAIL_QUEUED
+from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.crypto import EncryptionService
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
+
+logger = logging.getLogger("authgate.email")
 
 PRODUCT_NAME = "authgate"
 
@@ -45,6 +60,20 @@ class EmailTemplate(StrEnum):
     email_change_notice = "email_change_notice"
     register_existing = "register_existing"
     session_reuse_revoked = "session_reuse_revoked"
+    email_changed = "email_changed"
+
+
+#: Mail about something that happened to the recipient's own, verified account: never limited.
+SECURITY_NOTICES = frozenset(
+    {
+        EmailTemplate.password_changed,
+        EmailTemplate.email_change_notice,
+        EmailTemplate.email_changed,
+        EmailTemplate.session_reuse_revoked,
+    }
+)
+#: The named limit on the other messages per recipient address.
+RECIPIENT_LIMIT = "email_recipient"
 
 
 class EmailHeaderError(ValueError):
@@ -77,9 +106,11 @@ class EmailService:
         encryption: EncryptionService,
         *,
         environment: SandboxedEnvironment | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._settings = settings
         self._encryption = encryption
+        self._limiter = limiter
         self._env = environment or make_environment()
 
     @property
@@ -119,11 +150,15 @@ class EmailService:
 
         Renders once first so a broken template or a header injection fails the request
         (``EmailHeaderError``) instead of dead-lettering later. Neither flushes nor commits.
+        Beyond the per-recipient limit a message that is not a security notice is dropped
+        (module docstring).
         """
         template = EmailTemplate(template)
         check_header("to", to)
         _ = self.sender
         self.render(template, context)
+        if not await self._within_recipient_limit(to, template):
+            return
         payload = json.dumps(dict(context), default=str, separators=(",", ":")).encode()
         outbox_id = uuid.uuid4()
         db.add(
@@ -141,6 +176,24 @@ class EmailService:
         )
         db.info[OUTBOX_DIRTY] = True
         EMAIL_QUEUED.labels(template=template.value).inc()
+
+    async def _within_recipient_limit(self, to: str, template: EmailTemplate) -> bool:
+        if self._limiter is None or template in SECURITY_NOTICES:
+            return True
+        try:
+            await self._limiter.hit(RECIPIENT_LIMIT, to.strip().casefold())
+        except RateLimited:
+            EMAIL_DROPPED.labels(template=template.value).inc()
+            logger.warning(
+                "email.dropped",
+                extra={
+                    "template": template.value,
+                    "recipient_domain": to.rpartition("@")[2].lower(),
+                    "reason": RECIPIENT_LIMIT,
+                },
+            )
+            return False
+        return True
 
     def context_of(self, row: EmailOutbox) -> dict[str, Any]:
         """Decrypt a row's context (``DecryptionError`` if wiped, tampered or key gone)."""
