@@ -28,6 +28,7 @@ from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
+from authgate.users.takeover import AddressProven
 from authgate.verification.service import VerificationService
 
 
@@ -83,8 +84,15 @@ class Runtime:
         principals = PrincipalCache(settings.access_cache_ttl)
         sessions = SessionService(settings, jwt, opaque, audit, email, store, principals)
         action_tokens = ActionTokenService(opaque)
+        address_proven = AddressProven(sessions, audit, identities=None)
         verification = VerificationService(
-            settings, action_tokens, email, audit, users_repo, on_user_changed=sessions.forget_user
+            settings,
+            action_tokens,
+            email,
+            audit,
+            users_repo,
+            on_user_changed=sessions.forget_user,
+            on_address_proven=address_proven,
         )
         password_reset = PasswordResetService(
             settings, action_tokens, passwords, sessions, email, audit, users_repo, throttle

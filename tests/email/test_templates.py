@@ -18,7 +18,14 @@ LINK = "https://app.authgate.test/verify-email?token=agv_abc123"
 INJECTION = "{{7*7}}<script>alert(1)</script>"
 
 CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
-    EmailTemplate.verify_email: {"name": "Ada", "link": LINK, "expires_hours": 24},
+    EmailTemplate.verify_email: {"link": LINK, "expires_hours": 24},
+    EmailTemplate.verify_registration: {
+        "link": LINK,
+        "expires_hours": 24,
+        "at": "2026-12-07 18:00 UTC",
+        "ip_address": "203.0.113.9",
+        "user_agent": "Firefox",
+    },
     EmailTemplate.welcome: {"name": "Ada"},
     EmailTemplate.password_reset: {"name": None, "link": LINK, "expires_minutes": 30},
     EmailTemplate.password_changed: {"name": "Ada"},
@@ -67,17 +74,27 @@ def test_renders_with_documented_context(template: EmailTemplate) -> None:
             assert f'href="{value}"' in rendered.html
 
 
-@pytest.mark.parametrize("template", list(EmailTemplate))
-def test_missing_context_key_is_an_error(template: EmailTemplate) -> None:
+@pytest.mark.parametrize(("template", "key"), [(t, k) for t in EmailTemplate for k in CONTEXTS[t]])
+def test_missing_context_key_is_an_error(template: EmailTemplate, key: str) -> None:
     context = dict(CONTEXTS[template])
-    context.pop("name")
+    context.pop(key)
     with pytest.raises(UndefinedError):
         _service().render(template, context)
 
 
+@pytest.mark.parametrize(
+    "template", [EmailTemplate.verify_email, EmailTemplate.verify_registration]
+)
+def test_mail_to_an_unverified_address_carries_no_user_text(template: EmailTemplate) -> None:
+    """Nothing a registrant typed reaches a mailbox nobody has proven (no relay of free text)."""
+    rendered = _service().render(template, {**CONTEXTS[template], "name": INJECTION})
+    assert "7*7" not in rendered.text
+    assert "7*7" not in rendered.html
+
+
 def test_name_is_never_evaluated_and_escaped_in_html() -> None:
-    context = {**CONTEXTS[EmailTemplate.verify_email], "name": INJECTION}
-    rendered = _service().render(EmailTemplate.verify_email, context)
+    context = {**CONTEXTS[EmailTemplate.welcome], "name": INJECTION}
+    rendered = _service().render(EmailTemplate.welcome, context)
     assert INJECTION in rendered.text
     assert "49" not in rendered.text
     assert "<script>" not in rendered.html

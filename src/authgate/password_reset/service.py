@@ -7,12 +7,14 @@ every session, does not sign the user in, and sends a notice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
-from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
@@ -48,12 +50,27 @@ class PasswordResetService:
         self._email = email
         self._audit = audit
         self._users = users
+        email.register_job(EmailJob.password_reset_request, self._run_request)
 
     async def request(
         self, db: AsyncSession, normalized_email: str | None, client: ClientInfo
     ) -> None:
-        """Send a link if the account exists and is active; the caller answers the same either way."""
-        user = await self._users.by_email(db, normalized_email) if normalized_email else None
+        """Queue the request: the same single outbox row for every address, so neither the
+        answer nor its time tells whether an account exists. The link is issued (if the account
+        exists and is active) by the dispatcher, after the response (``_run_request``)."""
+        self._email.enqueue_job(
+            db,
+            EmailJob.password_reset_request,
+            {
+                "email": normalized_email,
+                "ip_address": client.ip_address,
+                "user_agent": client.user_agent,
+            },
+        )
+
+    async def _run_request(self, db: AsyncSession, context: dict[str, Any]) -> None:
+        address = context.get("email")
+        user = await self._users.by_email(db, address) if isinstance(address, str) else None
         if user is None or not user.is_active:
             return
         ttl = self._settings.reset_token_ttl
@@ -63,12 +80,14 @@ class PasswordResetService:
             to=user.email,
             template=EmailTemplate.password_reset,
             context={
-                "name": user.name,
+                # No registrant-typed text to an address nobody has proven.
+                "name": user.name if user.email_verified else None,
                 "link": f"{self._settings.frontend_url}/reset-password?token={token}",
                 "expires_minutes": max(1, ttl // 60),
             },
             user_id=user.id,
         )
+        client = ClientInfo(context.get("ip_address"), context.get("user_agent"))
         self._audit.record(db, AuditType.password_reset_requested, user_id=user.id, client=client)
 
     async def reset(
