@@ -53,10 +53,20 @@ def cmd_openapi(_args: argparse.Namespace) -> int:
 def cmd_worker(_args: argparse.Namespace) -> int:
     from authgate.core.email import run_worker
     from authgate.core.logging import configure_logging
+    from authgate.runtime import Runtime
 
     settings = _settings()
     configure_logging(settings)
-    asyncio.run(run_worker(settings))
+
+    async def main() -> None:
+        # The runtime's email service knows the outbox jobs (forgot password, resend).
+        runtime = Runtime.build(settings, with_dispatcher=False)
+        try:
+            await run_worker(settings, service=runtime.email)
+        finally:
+            await runtime.close()
+
+    asyncio.run(main())
     return 0
 
 

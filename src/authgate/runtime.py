@@ -28,6 +28,7 @@ from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
+from authgate.users.takeover import AddressProven
 from authgate.verification.service import VerificationService
 
 
@@ -86,11 +87,26 @@ class Runtime:
         sessions = SessionService(
             settings, jwt, opaque, audit, email, store, principals, action_tokens=action_tokens
         )
+        address_proven = AddressProven(sessions, audit, identities=None)
         verification = VerificationService(
-            settings, action_tokens, email, audit, users_repo, on_user_changed=sessions.forget_user
+            settings,
+            action_tokens,
+            email,
+            audit,
+            users_repo,
+            on_user_changed=sessions.forget_user,
+            on_address_proven=address_proven,
         )
         password_reset = PasswordResetService(
-            settings, action_tokens, passwords, sessions, email, audit, users_repo, throttle
+            settings,
+            action_tokens,
+            passwords,
+            sessions,
+            email,
+            audit,
+            users_repo,
+            throttle,
+            on_address_proven=address_proven,
         )
         auth = AuthService(
             settings,

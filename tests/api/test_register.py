@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import TEST_PASSWORD, Flows
+from tests.support.api import assert_problem
 
 
 async def test_verification_link_is_single_use(flows: Flows, client: httpx.AsyncClient) -> None:
@@ -53,24 +54,65 @@ async def test_unknown_expired_and_garbage_tokens(flows: Flows, client: httpx.As
     assert expired.json()["code"] == "invalid_token"
 
 
-async def test_reregistering_unverified_address_replaces_password_and_link(
+async def _two_sign_ups(flows: Flows, email: str) -> tuple[str, str]:
+    """The first sign-up's link and the second's (whose mail names the second sign-up)."""
+    await flows.register(email, FIRST_PASSWORD, name="First")
+    first_token = await flows.verification_token(email, 1)
+    again = await flows.client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": SECOND_PASSWORD, "name": "Second"},
+        headers={"User-Agent": "SecondBrowser/1.0"},
+    )
+    assert again.status_code == 202
+    mails = await flows.sink.wait_for(email, 2)
+    second_mail = mails[-1]
+    assert "Another sign-up" in second_mail.subject
+    assert "SecondBrowser/1.0" in second_mail.text  # says plainly which sign-up it finishes
+    assert "Second" not in second_mail.text.replace("SecondBrowser", "")  # no registrant text
+    return first_token, second_mail.token("/verify-email")
+
+
+FIRST_PASSWORD = "first password that is long"
+SECOND_PASSWORD = "second password that is long"
+
+
+async def test_reregistering_unverified_address_changes_nothing_until_a_link_is_followed(
     flows: Flows, client: httpx.AsyncClient
 ) -> None:
-    """The latest registration wins; the earlier password and link stop working."""
+    """A second sign-up never silently sets the account's password: until a link is followed
+    the first password stays, and the second registrant's password does not work."""
     email = flows.new_email()
-    first_password = "first password that is long"
-    second_password = "second password that is long"
-    await flows.register(email, first_password)
-    first_token = await flows.verification_token(email, 1)
-    await flows.register(email, second_password)
-    second_token = await flows.verification_token(email, 2)
-    assert first_token != second_token
-    old_link = await client.post("/api/v1/auth/verify-email", json={"token": first_token})
-    assert old_link.status_code == 400
+    await _two_sign_ups(flows, email)
+    assert_problem(await flows.login(email, FIRST_PASSWORD), 403, "email_not_verified")
+    assert_problem(await flows.login(email, SECOND_PASSWORD), 401, "invalid_credentials")
+
+
+async def test_the_second_sign_ups_link_sets_its_password_and_kills_the_first(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
+    email = flows.new_email()
+    first_token, second_token = await _two_sign_ups(flows, email)
     ok = await client.post("/api/v1/auth/verify-email", json={"token": second_token})
-    assert ok.status_code == 200
-    assert (await flows.login(email, first_password)).status_code == 401
-    assert (await flows.login(email, second_password)).status_code == 200
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["name"] == "Second"
+    old_link = await client.post("/api/v1/auth/verify-email", json={"token": first_token})
+    assert_problem(old_link, 400, "invalid_token")
+    assert_problem(await flows.login(email, FIRST_PASSWORD), 401, "invalid_credentials")
+    assert (await flows.login(email, SECOND_PASSWORD)).status_code == 200
+
+
+async def test_the_first_sign_ups_link_keeps_its_password_and_kills_the_second(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
+    email = flows.new_email()
+    first_token, second_token = await _two_sign_ups(flows, email)
+    ok = await client.post("/api/v1/auth/verify-email", json={"token": first_token})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["name"] == "First"
+    later = await client.post("/api/v1/auth/verify-email", json={"token": second_token})
+    assert_problem(later, 400, "invalid_token")
+    assert (await flows.login(email, FIRST_PASSWORD)).status_code == 200
+    assert_problem(await flows.login(email, SECOND_PASSWORD), 401, "invalid_credentials")
 
 
 async def test_emails_are_unique_case_insensitively(

@@ -20,6 +20,13 @@ INJECTION = "{{7*7}}<script>alert(1)</script>"
 CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
     # Mail to a not yet verified address carries no text of the user's choosing: no name.
     EmailTemplate.verify_email: {"link": LINK, "expires_hours": 24},
+    EmailTemplate.verify_registration: {
+        "link": LINK,
+        "expires_hours": 24,
+        "at": "2026-12-07 18:00 UTC",
+        "ip_address": "203.0.113.9",
+        "user_agent": "Firefox",
+    },
     EmailTemplate.welcome: {"name": "Ada"},
     EmailTemplate.password_reset: {"name": None, "link": LINK, "expires_minutes": 30},
     EmailTemplate.password_changed: {"name": "Ada"},
@@ -68,18 +75,24 @@ def test_renders_with_documented_context(template: EmailTemplate) -> None:
             assert f'href="{value}"' in rendered.html
 
 
-@pytest.mark.parametrize("template", list(EmailTemplate))
-def test_missing_context_key_is_an_error(template: EmailTemplate) -> None:
+@pytest.mark.parametrize(("template", "key"), [(t, k) for t in EmailTemplate for k in CONTEXTS[t]])
+def test_missing_context_key_is_an_error(template: EmailTemplate, key: str) -> None:
     context = dict(CONTEXTS[template])
-    context.pop("name" if "name" in context else "link")
+    context.pop(key)
     with pytest.raises(UndefinedError):
         _service().render(template, context)
 
 
 @pytest.mark.parametrize(
-    "template", [EmailTemplate.verify_email, EmailTemplate.email_change_confirm]
+    "template",
+    [
+        EmailTemplate.verify_email,
+        EmailTemplate.verify_registration,
+        EmailTemplate.email_change_confirm,
+    ],
 )
 def test_mail_to_an_unverified_address_never_shows_a_name(template: EmailTemplate) -> None:
+    """Nothing a registrant typed reaches a mailbox nobody has proven (no relay of free text)."""
     rendered = _service().render(template, {**CONTEXTS[template], "name": "Buy cheap pills"})
     assert "pills" not in rendered.text + rendered.html + rendered.subject
 

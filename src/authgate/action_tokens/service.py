@@ -22,6 +22,7 @@ from authgate.models import ActionKind, ActionToken
 
 PREFIX: dict[ActionKind, TokenKind] = {
     ActionKind.verify_email: TokenKind.verification,
+    ActionKind.verify_registration: TokenKind.verification,
     ActionKind.reset_password: TokenKind.reset,
     ActionKind.change_email: TokenKind.email_change,
     ActionKind.oauth_code: TokenKind.oauth_code,
@@ -34,6 +35,7 @@ class SpentToken:
     user_id: uuid.UUID
     created_at: datetime
     data: dict[str, Any] | None
+    kind: ActionKind
 
 
 class ActionTokenService:
@@ -47,9 +49,13 @@ class ActionTokenService:
         user_id: uuid.UUID,
         ttl_seconds: int,
         data: dict[str, Any] | None = None,
+        *,
+        supersede: bool = True,
     ) -> str:
+        """A new raw token; by default every earlier unused token of this kind and user dies."""
         now = utc_now()
-        await self.supersede(db, kind, user_id, now)
+        if supersede:
+            await self.supersede(db, kind, user_id, now)
         raw, token_hash = self._opaque.new(PREFIX[kind])
         db.add(
             ActionToken(
@@ -93,28 +99,39 @@ class ActionTokenService:
         token = result.scalar_one_or_none()
         if token is None:
             return None
-        return SpentToken(token.id, token.user_id, token.created_at, token.data)
+        return SpentToken(token.id, token.user_id, token.created_at, token.data, kind)
 
-    async def consume(self, db: AsyncSession, kind: ActionKind, raw: str) -> SpentToken:
-        """Spend a token or raise InvalidToken (unknown, used, superseded or expired alike)."""
-        if not OpaqueTokens.looks_like(PREFIX[kind], raw):
+    async def consume(
+        self, db: AsyncSession, kind: ActionKind | tuple[ActionKind, ...], raw: str
+    ) -> SpentToken:
+        """Spend a token or raise InvalidToken (unknown, used, superseded or expired alike).
+
+        Several kinds may be given when they share a prefix (the two kinds of verification
+        link); the spent token's ``kind`` says which it was.
+        """
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not all(OpaqueTokens.looks_like(PREFIX[k], raw) for k in kinds):
             raise InvalidToken()
         now = utc_now()
         result = await db.execute(
             update(ActionToken)
             .where(
                 ActionToken.token_hash == self._opaque.hash(raw),
-                ActionToken.kind == kind.value,
+                ActionToken.kind.in_([k.value for k in kinds]),
                 ActionToken.used_at.is_(None),
                 ActionToken.expires_at > now,
             )
             .values(used_at=now)
             .returning(
-                ActionToken.id, ActionToken.user_id, ActionToken.created_at, ActionToken.data
+                ActionToken.id,
+                ActionToken.user_id,
+                ActionToken.created_at,
+                ActionToken.data,
+                ActionToken.kind,
             )
             .execution_options(synchronize_session=False)
         )
         row = result.first()
         if row is None:
             raise InvalidToken()
-        return SpentToken(row[0], row[1], row[2], row[3])
+        return SpentToken(row[0], row[1], row[2], row[3], ActionKind(row[4]))

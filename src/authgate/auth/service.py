@@ -28,7 +28,7 @@ from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email, try_normalize_email
 from authgate.users.repository import UserRepository, email_key
-from authgate.verification.service import VerificationService
+from authgate.verification.service import Registration, VerificationService
 
 logger = logging.getLogger("authgate.auth")
 
@@ -76,7 +76,7 @@ class AuthService:
             if existing is None:
                 self._audit.record(db, AuditType.register, client=client)
                 return
-        await self._register_again(db, existing, name, password_hash)
+        await self._register_again(db, existing, name, password_hash, client)
 
     async def _create(
         self, db: AsyncSession, address: str, name: str | None, password_hash: str
@@ -95,7 +95,12 @@ class AuthService:
         return None
 
     async def _register_again(
-        self, db: AsyncSession, user: User, name: str | None, password_hash: str
+        self,
+        db: AsyncSession,
+        user: User,
+        name: str | None,
+        password_hash: str,
+        client: ClientInfo,
     ) -> None:
         if user.email_verified or not user.is_active:
             # The owner hears about it; the caller learns nothing.
@@ -111,21 +116,20 @@ class AuthService:
                 user_id=user.id,
             )
             return
-        # Unverified: the latest registration wins (its password, its link); earlier links die.
-        user.password_hash = password_hash
-        user.password_changed_at = utc_now()
-        if name is not None:
-            user.name = name
-        await self._sessions.end_all(db, user, reason="registration_replaced")
-        await self._verification.send_verification(db, user)
+        # Unverified: nothing changes now. This sign-up gets its own link, carrying its
+        # password and name; they become the account's only if that link is followed.
+        await self._verification.send_registration_link(
+            db, user, Registration(password_hash, name, utc_now(), client)
+        )
+        self._audit.record(
+            db, AuditType.register, user_id=user.id, client=client, detail={"again": True}
+        )
 
     async def resend_verification(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
         address = try_normalize_email(email)
         await self._limiter.hit("verify_resend_ip", ip_key(client))
         await self._limiter.hit("verify_resend_email", account_key(address, email))
-        user = await self._users.by_email(db, address) if address else None
-        if user is not None and user.is_active and not user.email_verified:
-            await self._verification.send_verification(db, user)
+        self._verification.request_resend(db, address)
 
     async def authenticate(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo

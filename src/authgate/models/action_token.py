@@ -14,6 +14,9 @@ from authgate.core.time import utc_now
 
 class ActionKind(StrEnum):
     verify_email = "verify_email"
+    #: The link of a later sign-up of a still unverified address: it carries that sign-up's
+    #: password hash and name, which become the account's only when the link is followed.
+    verify_registration = "verify_registration"
     reset_password = "reset_password"
     change_email = "change_email"
     oauth_code = "oauth_code"

@@ -7,12 +7,14 @@ every session, does not sign the user in, and sends a notice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
-from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
@@ -21,6 +23,7 @@ from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
+from authgate.verification.service import AddressProvenHook
 
 
 def password_context(user: User) -> list[str | None]:
@@ -39,6 +42,8 @@ class PasswordResetService:
         audit: AuditService,
         users: UserRepository,
         throttle: LoginThrottle,
+        *,
+        on_address_proven: AddressProvenHook | None = None,
     ) -> None:
         self._settings = settings
         self._throttle = throttle
@@ -48,12 +53,28 @@ class PasswordResetService:
         self._email = email
         self._audit = audit
         self._users = users
+        self._proven = on_address_proven
+        email.register_job(EmailJob.password_reset_request, self._run_request)
 
     async def request(
         self, db: AsyncSession, normalized_email: str | None, client: ClientInfo
     ) -> None:
-        """Send a link if the account exists and is active; the caller answers the same either way."""
-        user = await self._users.by_email(db, normalized_email) if normalized_email else None
+        """Queue the request: the same single outbox row for every address, so neither the
+        answer nor its time tells whether an account exists. The link is issued (if the account
+        exists and is active) by the dispatcher, after the response (``_run_request``)."""
+        self._email.enqueue_job(
+            db,
+            EmailJob.password_reset_request,
+            {
+                "email": normalized_email,
+                "ip_address": client.ip_address,
+                "user_agent": client.user_agent,
+            },
+        )
+
+    async def _run_request(self, db: AsyncSession, context: dict[str, Any]) -> None:
+        address = context.get("email")
+        user = await self._users.by_email(db, address) if isinstance(address, str) else None
         if user is None or not user.is_active:
             return
         ttl = self._settings.reset_token_ttl
@@ -63,12 +84,14 @@ class PasswordResetService:
             to=user.email,
             template=EmailTemplate.password_reset,
             context={
-                "name": user.name,
+                # No registrant-typed text to an address nobody has proven.
+                "name": user.name if user.email_verified else None,
                 "link": f"{self._settings.frontend_url}/reset-password?token={token}",
                 "expires_minutes": max(1, ttl // 60),
             },
             user_id=user.id,
         )
+        client = ClientInfo(context.get("ip_address"), context.get("user_agent"))
         self._audit.record(db, AuditType.password_reset_requested, user_id=user.id, client=client)
 
     async def reset(
@@ -84,8 +107,16 @@ class PasswordResetService:
         if spent.user_id != user.id:
             raise InvalidToken()
         await self.set_password(db, user, new_password)
-        # Also cancels a pending email change (``SessionService.end_all``).
-        await self._sessions.end_all(db, user, reason="password_reset")
+        if user.email_verified or self._proven is None:
+            # Also cancels a pending email change (``SessionService.end_all``).
+            await self._sessions.end_all(db, user, reason="password_reset")
+        else:
+            # The link reached the mailbox, so the address is proven now: whatever an earlier,
+            # unproven party planted in this account goes (sessions, provider connections).
+            user.email_verified = True
+            for kind in (ActionKind.verify_email, ActionKind.verify_registration):
+                await self._tokens.supersede(db, kind, user.id)
+            await self._proven(db, user, reason="password_reset")
         # The owner is back in control: lift whatever an attacker's guesses caused, and let the
         # browser that completed the reset sign in whatever strangers try meanwhile.
         await self._throttle.lift(account_key(user.email), client)

@@ -2,12 +2,21 @@
 
 ``POST /auth/verify-email`` takes either kind of token: ``agv_`` (verify the address of a new
 account) or ``age_`` (confirm a change of address; uniqueness is checked again at that moment).
+
+A later sign-up of a still unverified address never touches the account: its link
+(``verify_registration``) carries that sign-up's password hash and name, and they become the
+account's only when that link is followed, i.e. by whoever reads the mailbox. Every link of an
+unverified account stays usable until one of them verifies it (docs/api.md, "Registering an
+unverified address again").
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +24,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
-from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import TokenKind
+from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.users.repository import UserRepository, email_key
+
+#: The kinds of link ``POST /auth/verify-email`` accepts with the ``agv_`` prefix.
+VERIFY_KINDS = (ActionKind.verify_email, ActionKind.verify_registration)
+
+
+class AddressProvenHook(Protocol):
+    """``users.takeover.AddressProven``: ends what an unproven party may have planted."""
+
+    def __call__(self, db: AsyncSession, user: User, *, reason: str) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A later sign-up of an unverified address: what its link sets when it is followed."""
+
+    password_hash: str
+    name: str | None
+    at: datetime
+    client: ClientInfo
 
 
 class VerificationService:
@@ -33,31 +62,76 @@ class VerificationService:
         users: UserRepository,
         *,
         on_user_changed: Callable[[uuid.UUID], None] | None = None,
+        on_address_proven: AddressProvenHook | None = None,
     ) -> None:
         self._settings = settings
+        self._proven = on_address_proven
         self._changed = on_user_changed or (lambda _user_id: None)
         self._tokens = tokens
         self._email = email
         self._audit = audit
         self._users = users
+        email.register_job(EmailJob.verification_resend, self._run_resend)
 
     def _link(self, token: str) -> str:
         return f"{self._settings.frontend_url}/verify-email?token={token}"
 
     async def send_verification(self, db: AsyncSession, user: User) -> None:
-        """A fresh link; every earlier verification link of this user stops working.
-
-        No ``name``: the address is not verified yet, and whoever registered it chose the name,
-        so it would be their text in a stranger's mailbox."""
+        """A fresh link for the account as it is; earlier plain links stop working (a later
+        sign-up's link does not). The mail carries no user-supplied text: the address is not
+        verified, so it may belong to someone else."""
         ttl = self._settings.verification_token_ttl
         token = await self._tokens.issue(db, ActionKind.verify_email, user.id, ttl)
         await self._email.enqueue(
             db,
             to=user.email,
             template=EmailTemplate.verify_email,
+            context={"link": self._link(token), "expires_hours": max(1, ttl // 3600)},
+            user_id=user.id,
+        )
+
+    def request_resend(self, db: AsyncSession, normalized_email: str | None) -> None:
+        """Queue a resend: one outbox row whatever the address (no answer or timing tells
+        whether an unverified account exists); the dispatcher sends the link (``_run_resend``)."""
+        self._email.enqueue_job(db, EmailJob.verification_resend, {"email": normalized_email})
+
+    async def _run_resend(self, db: AsyncSession, context: dict[str, Any]) -> None:
+        address = context.get("email")
+        user = await self._users.by_email(db, address) if isinstance(address, str) else None
+        if user is not None and user.is_active and not user.email_verified:
+            await self.send_verification(db, user)
+
+    async def send_registration_link(
+        self, db: AsyncSession, user: User, registration: Registration
+    ) -> None:
+        """The link of a later sign-up: following it sets that sign-up's password (and name).
+
+        The mail says plainly that another sign-up happened, when and from where, so the owner
+        of the mailbox decides which sign-up becomes the account.
+        """
+        ttl = self._settings.verification_token_ttl
+        token = await self._tokens.issue(
+            db,
+            ActionKind.verify_registration,
+            user.id,
+            ttl,
+            data={
+                "password_hash": registration.password_hash,
+                "name": registration.name,
+                "at": registration.at.isoformat(),
+            },
+            supersede=False,
+        )
+        await self._email.enqueue(
+            db,
+            to=user.email,
+            template=EmailTemplate.verify_registration,
             context={
                 "link": self._link(token),
                 "expires_hours": max(1, ttl // 3600),
+                "at": registration.at.strftime("%Y-%m-%d %H:%M UTC"),
+                "ip_address": registration.client.ip_address or "unknown",
+                "user_agent": (registration.client.user_agent or "unknown")[:256],
             },
             user_id=user.id,
         )
@@ -93,22 +167,48 @@ class VerificationService:
     async def verify(self, db: AsyncSession, token: str, client: ClientInfo) -> User:
         if isinstance(token, str) and token.startswith(TokenKind.email_change.value):
             return await self._confirm_email_change(db, token, client)
-        spent = await self._tokens.consume(db, ActionKind.verify_email, token)
+        spent = await self._tokens.consume(db, VERIFY_KINDS, token)
         user = await self._users.by_id(db, spent.user_id)
         if user is None or not user.is_active:
             raise InvalidToken()
-        if not user.email_verified:
-            user.email_verified = True
-            self._changed(user.id)
-            self._audit.record(db, AuditType.email_verified, user_id=user.id, client=client)
-            await self._email.enqueue(
-                db,
-                to=user.email,
-                template=EmailTemplate.welcome,
-                context={"name": user.name},
-                user_id=user.id,
-            )
+        if user.email_verified:
+            return user
+        if spent.kind is ActionKind.verify_registration:
+            self._adopt_registration(user, spent.data or {})
+        user.email_verified = True
+        # The account is settled: the other sign-ups' links (and plain links) stop working.
+        for kind in VERIFY_KINDS:
+            await self._tokens.supersede(db, kind, user.id)
+        if self._proven is not None:
+            await self._proven(db, user, reason="email_verified")
+        self._changed(user.id)
+        self._audit.record(
+            db,
+            AuditType.email_verified,
+            user_id=user.id,
+            client=client,
+            detail={
+                "registration": "later" if spent.kind is ActionKind.verify_registration else "first"
+            },
+        )
+        await self._email.enqueue(
+            db,
+            to=user.email,
+            template=EmailTemplate.welcome,
+            context={"name": user.name},
+            user_id=user.id,
+        )
         return user
+
+    @staticmethod
+    def _adopt_registration(user: User, data: dict[str, object]) -> None:
+        password_hash = data.get("password_hash")
+        if not isinstance(password_hash, str):
+            raise InvalidToken()
+        user.password_hash = password_hash
+        user.password_changed_at = utc_now()
+        name = data.get("name")
+        user.name = name if isinstance(name, str) else None
 
     async def _confirm_email_change(self, db: AsyncSession, token: str, client: ClientInfo) -> User:
         spent = await self._tokens.consume(db, ActionKind.change_email, token)

@@ -19,6 +19,7 @@ from authgate.core.email.dispatcher import EmailDispatcher, dead_letters, requeu
 from authgate.core.email.service import (
     OUTBOX_DIRTY,
     EmailHeaderError,
+    EmailJob,
     EmailService,
     EmailTemplate,
     RenderedEmail,
@@ -31,6 +32,7 @@ __all__ = [
     "EmailDeliveryError",
     "EmailDispatcher",
     "EmailHeaderError",
+    "EmailJob",
     "EmailService",
     "EmailTemplate",
     "OutgoingEmail",

@@ -110,6 +110,10 @@ async def requeue_dead(db: AsyncSession, outbox_id: uuid.UUID) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+class _LostClaimError(Exception):
+    """Raised inside a job's transaction to roll it back when the claim was lost."""
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -290,7 +294,51 @@ class EmailDispatcher:
             rows = await db.scalars(select(EmailOutbox).where(EmailOutbox.id.in_(claimed_ids)))
             return list(rows.all())
 
+    async def _run_job(self, row: EmailOutbox) -> None:
+        """Run a job row in one transaction with marking it done: a crash leaves it pending."""
+        handler = self._service.job_handler(row.template)
+        try:
+            if handler is None:
+                raise PermanentEmailError(f"no handler for {row.template}")
+            try:
+                context = self._service.context_of(row)
+            except (DecryptionError, ValueError) as exc:
+                raise PermanentEmailError(f"cannot read job: {type(exc).__name__}") from None
+            async with self._sessionmaker() as db, db.begin():
+                await handler(db, context)
+                done = await db.execute(
+                    update(EmailOutbox)
+                    .where(self._owned(row))
+                    .values(
+                        status=OutboxStatus.sent,
+                        sent_at=utc_now(),
+                        attempts=EmailOutbox.attempts + 1,
+                        payload_ciphertext=None,
+                        claimed_by=None,
+                        claimed_until=None,
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if not _rowcount(done):
+                    # Another worker took the row over: undo this run, the owner does it.
+                    raise _LostClaimError
+        except _LostClaimError:
+            return
+        except PermanentEmailError as exc:
+            await asyncio.shield(self._record_failure(row, exc))
+            return
+        except SQLAlchemyError as exc:
+            await asyncio.shield(self._record_failure(row, TransientEmailError(type(exc).__name__)))
+            return
+        # The job queued mail (or not): look again at once rather than after the poll interval.
+        self._wake.set()
+        self._log(row, "email.job.done", attempts=row.attempts + 1, lost_claim=False)
+
     async def _deliver(self, row: EmailOutbox) -> None:
+        if self._service.is_job(row.template):
+            await self._run_job(row)
+            return
         message: OutgoingEmail | None = None
         try:
             try:
@@ -433,8 +481,17 @@ def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """``authgate worker``: run a dispatcher until SIGTERM/SIGINT (or ``stop`` is set)."""
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    service: EmailService | None = None,
+) -> None:
+    """``authgate worker``: run a dispatcher until SIGTERM/SIGINT (or ``stop`` is set).
+
+    ``service`` is the runtime's ``EmailService``, with its jobs registered (``cli.py`` passes
+    it); without one the worker delivers mail only and dead-letters job rows.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -444,7 +501,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             installed.append(sig)
     engine = make_engine(settings)
     backend = make_backend(settings)
-    service = EmailService(settings, EncryptionService(encryption_keys(settings)))
+    service = service or EmailService(settings, EncryptionService(encryption_keys(settings)))
     dispatcher = EmailDispatcher(settings, make_sessionmaker(engine), service, backend)
     try:
         await dispatcher.start()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -53,6 +53,7 @@ OUTBOX_DIRTY = "outbox_dirty"
 
 class EmailTemplate(StrEnum):
     verify_email = "verify_email"
+    verify_registration = "verify_registration"
     welcome = "welcome"
     password_reset = "password_reset"  # noqa: S105 (a template name)
     password_changed = "password_changed"  # noqa: S105
@@ -74,6 +75,22 @@ SECURITY_NOTICES = frozenset(
 )
 #: The named limit on the other messages per recipient address.
 RECIPIENT_LIMIT = "email_recipient"
+
+
+class EmailJob(StrEnum):
+    """A deferred step that may end in a mail, written to the outbox like one.
+
+    The request that causes it only writes the row, the same for every address, so its answer
+    and its time say nothing about whether an account exists; the dispatcher runs the step
+    (look the account up, issue a link, queue the mail) after the response.
+    """
+
+    password_reset_request = "job:password_reset_request"  # noqa: S105 (a job name)
+    verification_resend = "job:verification_resend"
+
+
+#: What a job does: runs in the dispatcher's own transaction with the row's (decrypted) context.
+JobHandler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 
 
 class EmailHeaderError(ValueError):
@@ -112,6 +129,18 @@ class EmailService:
         self._encryption = encryption
         self._limiter = limiter
         self._env = environment or make_environment()
+        self._jobs: dict[str, JobHandler] = {}
+
+    def register_job(self, job: EmailJob, handler: JobHandler) -> None:
+        self._jobs[EmailJob(job).value] = handler
+
+    def job_handler(self, name: str) -> JobHandler | None:
+        """The handler of an outbox row that is a job (None for a mail)."""
+        return self._jobs.get(name)
+
+    @staticmethod
+    def is_job(name: str) -> bool:
+        return name in EmailJob._value2member_map_
 
     @property
     def sender(self) -> str:
@@ -194,6 +223,26 @@ class EmailService:
             )
             return False
         return True
+
+    def enqueue_job(self, db: AsyncSession, job: EmailJob, context: Mapping[str, Any]) -> None:
+        """Add a job row (context encrypted like a mail's); it commits with the caller's change."""
+        name = EmailJob(job).value
+        payload = json.dumps(dict(context), default=str, separators=(",", ":")).encode()
+        outbox_id = uuid.uuid4()
+        db.add(
+            EmailOutbox(
+                id=outbox_id,
+                user_id=None,
+                to_address="",
+                template=name,
+                payload_ciphertext=self._encryption.encrypt(
+                    payload, associated_data(outbox_id, name)
+                ),
+                payload_key_id=self._encryption.current_kid,
+                status=OutboxStatus.pending,
+            )
+        )
+        db.info[OUTBOX_DIRTY] = True
 
     def context_of(self, row: EmailOutbox) -> dict[str, Any]:
         """Decrypt a row's context (``DecryptionError`` if wiped, tampered or key gone)."""

@@ -1,0 +1,50 @@
+"""What follows when someone proves the mailbox of an account that was not verified.
+
+Anyone can type any address into a sign-up form or a provider profile, so an unverified account
+proves nothing about who owns the mailbox. The moment someone does prove it (a verification
+link, a password reset), whatever an earlier, unproven party may have planted in the account
+goes: its sessions end, and every provider identity that did not itself prove this address
+(and was not linked by a signed-in owner) is removed, so a provider sign-in of the earlier
+party cannot land in the account afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit import AuditService, AuditType
+from authgate.models import User
+from authgate.sessions.service import SessionService
+
+
+class IdentityPruner(Protocol):
+    """What this needs of the OAuth identities (``oauth.repository.OAuthRepository``)."""
+
+    async def delete_unproven_identities(
+        self, db: AsyncSession, user_id: uuid.UUID, email: str
+    ) -> int: ...
+
+
+class AddressProven:
+    def __init__(
+        self, sessions: SessionService, audit: AuditService, identities: IdentityPruner | None
+    ) -> None:
+        self._sessions = sessions
+        self._audit = audit
+        self._identities = identities
+
+    async def __call__(self, db: AsyncSession, user: User, *, reason: str) -> None:
+        await self._sessions.end_all(db, user, reason=reason)
+        if self._identities is None:
+            return
+        removed = await self._identities.delete_unproven_identities(db, user.id, user.email)
+        if removed:
+            self._audit.record(
+                db,
+                AuditType.oauth_unlinked,
+                user_id=user.id,
+                detail={"reason": reason, "unproven_identities": removed},
+            )
