@@ -9,6 +9,7 @@ from functools import cached_property
 from starlette.requests import Request
 
 from authgate.config import Settings
+from authgate.core.text import scrub_header
 
 MAX_USER_AGENT = 512
 
@@ -53,7 +54,10 @@ class ClientResolver:
 
     def info(self, request: Request) -> ClientInfo:
         ua = request.headers.get("user-agent")
-        return ClientInfo(self.client_ip(request), ua[:MAX_USER_AGENT] if ua else None)
+        # Stored in sessions and shown in emails: no NUL (PostgreSQL refuses it), no CR/LF.
+        return ClientInfo(
+            self.client_ip(request), scrub_header(ua[:MAX_USER_AGENT]) if ua else None
+        )
 
 
 def _parse(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

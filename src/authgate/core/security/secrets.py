@@ -12,8 +12,8 @@ import secrets
 from pathlib import Path
 
 from authgate.config import Settings
-from authgate.core.security.files import ensure_private_directory
 from authgate.core.security.crypto import EncryptionKey, new_key_spec, parse_key_ring
+from authgate.core.security.files import ensure_private_directory
 
 
 def _read_or_create(path: Path, make: str) -> str:
