@@ -43,6 +43,21 @@ def unb64(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def noncanonical_spelling(segment: str) -> str | None:
+    """``segment`` with the unused low bits of its last character set: the same bytes to a
+    lenient decoder, another text. ``None`` when the segment has no unused bits."""
+    unused = {2: 4, 3: 2}.get(len(segment) % 4)
+    if unused is None:
+        return None
+    index = _ALPHABET.index(segment[-1])
+    spelled = segment[:-1] + _ALPHABET[index | ((1 << unused) - 1)]
+    assert unb64(spelled) == unb64(segment) and spelled != segment
+    return spelled
+
+
 def _fresh_key(algorithm: str) -> Any:
     if algorithm == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
@@ -301,6 +316,28 @@ def forged_tokens(
     add(("signature_truncated", f"{header_segment}.{payload_segment}.{b64(signature[:-1])}"))
     extended = b64(signature + b"\x00")
     add(("signature_extended", f"{header_segment}.{payload_segment}.{extended}"))
+
+    # -- other spellings of the same bytes (a lenient decoder accepts them) ---------------------------
+    for name, segment in (("header", header_segment), ("payload", payload_segment)):
+        spelled = noncanonical_spelling(segment)
+        if spelled is not None:
+            parts = [header_segment, payload_segment, signature_segment]
+            parts[0 if name == "header" else 1] = spelled
+            add((f"{name}_noncanonical_last_char", ".".join(parts)))
+    signature_spelled = noncanonical_spelling(signature_segment)
+    assert signature_spelled is not None  # every supported signature size leaves unused bits
+    add(
+        (
+            "signature_noncanonical_last_char",
+            f"{header_segment}.{payload_segment}.{signature_spelled}",
+        )
+    )
+    add(("signature_padded_one", f"{valid_token}="))
+    add(("signature_padded_two", f"{valid_token}=="))
+    add(("payload_padded", f"{header_segment}.{payload_segment}=.{signature_segment}"))
+    standard = signature_segment.replace("-", "+").replace("_", "/")
+    if standard != signature_segment:
+        add(("signature_standard_alphabet", f"{header_segment}.{payload_segment}.{standard}"))
 
     # -- malformed ------------------------------------------------------------------------------------------
     add(("empty", ""))

@@ -60,3 +60,43 @@ async def test_downgrade_to_the_first_revision_and_back(tmp_path: Path) -> None:
             assert "ix_users_created_at_id" in await connection.run_sync(index_names)
     finally:
         await engine.dispose()
+
+
+async def test_email_key_migration_recomputes_every_key(tmp_path: Path) -> None:
+    """0004_email_key: keys written by the case-folding rule become ASCII-lowered keys."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from authgate.users.emails import email_key
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'email_key.db'}"
+    )
+    await upgrade_async(settings)
+    await _run(settings, "downgrade", "0002")
+    addresses = ["Straße@example.com", "Mixed.Case@example.com", "ﬁ@example.com", "Ümit@xn.example"]
+    engine = make_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            for address in addresses:
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, email_key, password_hash, email_verified,"
+                        " is_active, is_superuser, created_at, updated_at, tokens_valid_after) VALUES"
+                        " (:id, :e, :k, NULL, 0, 1, 0, '2026-01-01 00:00:00',"
+                        " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    ),
+                    {"id": uuid.uuid4().hex, "e": address, "k": address.casefold()},
+                )
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT email, email_key FROM users"))).all()
+        assert dict(rows) == {a: email_key(a) for a in addresses}
+        assert email_key("Straße@example.com") == "straße@example.com"
+        await _run(settings, "downgrade", "0002")  # back to case-folded keys: still unique here
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT email, email_key FROM users"))).all()
+        assert dict(rows) == {a: a.casefold() for a in addresses}
+    finally:
+        await engine.dispose()

@@ -21,6 +21,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
+    if args.workers > 1 and settings.redis_url is None:
+        # Each process would keep its own rate limits, throttle and revocation list.
+        message = (
+            f"{args.workers} workers without AUTHGATE_REDIS_URL: rate limits, the login "
+            "throttle and revocations are per process"
+        )
+        if settings.is_production:
+            print(f"error: refusing to start in production: {message}", file=sys.stderr)  # noqa: T201
+            return 1
+        print(f"warning: {message}", file=sys.stderr)  # noqa: T201
     uvicorn.run(
         "authgate.app:create_app",
         factory=True,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +46,29 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "introspect_client": "600/minute",
     "oauth_ip": "60/minute",
 }
+
+
+#: Production floors for secrets (CONTRACT §2).
+MIN_SECRET_KEY_BYTES = 32
+MIN_SECRET_KEY_BITS = 128
+MIN_CLIENT_SECRET_LENGTH = 32
+
+
+def looks_random(secret: str) -> bool:
+    """A cheap sanity check that ``secret`` was generated, not typed: its Shannon estimate
+    (length times the entropy of its own character distribution) reaches ``MIN_SECRET_KEY_BITS`` and
+    it is not one short block repeated. Any ``secrets.token_urlsafe(32)`` or ``token_hex(32)``
+    passes (about 200 bits); ``"s" * 48`` or ``"abcd" * 12`` do not."""
+    if not secret:
+        return False
+    counts = Counter(secret)
+    length = len(secret)
+    per_char = -sum(n / length * math.log2(n / length) for n in counts.values())
+    if per_char * length < MIN_SECRET_KEY_BITS:
+        return False
+    # "xyz12345" * 6: the smallest period of a string divides it into repeated blocks.
+    period = (secret + secret).find(secret, 1)
+    return period == length
 
 
 class OAuthProviderConfig(BaseSettings):
@@ -119,8 +144,11 @@ class Settings(BaseSettings):
     key_reload_interval: int = Field(default=30, ge=1, le=60)
 
     rate_limits: dict[str, str] = Field(default_factory=dict)
+    #: false switches off every rate limit and the login throttle (tests only; refused in production).
     rate_limits_enabled: bool = True
-    introspection_clients: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: ``client_id:secret`` pairs for HTTP Basic on /auth/introspect; secrets of at least
+    #: ``MIN_CLIENT_SECRET_LENGTH`` characters in production.
+    introspection_clients: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     secret_key: SecretStr | None = None
     signing_keys_dir: Path | None = None
@@ -213,7 +241,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown rate limit names: {sorted(unknown)}")
         for item in self.introspection_clients:
-            if ":" not in item:
+            if ":" not in item.get_secret_value():
                 raise ValueError("introspection clients are client_id:secret pairs")
         if self.cors_origins and "*" in self.cors_origins:
             raise ValueError("wildcard CORS origin is refused (credentials are allowed)")
@@ -250,16 +278,55 @@ class Settings(BaseSettings):
         return self.signing_keys_dir or self.keys_dir / "signing"
 
     @property
-    def introspection_credentials(self) -> dict[str, str]:
-        return dict(item.split(":", 1) for item in self.introspection_clients)
+    def introspection_secrets(self) -> dict[str, SecretStr]:
+        """Introspection clients: client id → secret (kept wrapped)."""
+        pairs = (item.get_secret_value().split(":", 1) for item in self.introspection_clients)
+        return {client_id: SecretStr(secret) for client_id, secret in pairs}
 
-    def production_problems(self) -> list[str]:
-        """Every unsafe development default still in force (empty when safe)."""
+    @property
+    def introspection_credentials(self) -> dict[str, str]:
+        """Client id → plain secret, for the constant-time comparison at the moment of use
+        (prefer ``introspection_secrets``, which never shows a secret in a repr or log)."""
+        return {cid: s.get_secret_value() for cid, s in self.introspection_secrets.items()}
+
+    def production_problems(self, *, workers: int = 1) -> list[str]:
+        """Every unsafe development default or unsafe setting in force (empty when safe).
+
+        ``workers`` is the number of server processes ``authgate serve`` is about to start.
+        """
         problems: list[str] = []
         if self.secret_key is None:
             problems.append("AUTHGATE_SECRET_KEY is missing")
-        elif len(self.secret_key.get_secret_value().encode()) < 32:
+        elif len(self.secret_key.get_secret_value().encode()) < MIN_SECRET_KEY_BYTES:
             problems.append("AUTHGATE_SECRET_KEY is shorter than 32 bytes")
+        elif not looks_random(self.secret_key.get_secret_value()):
+            problems.append(
+                "AUTHGATE_SECRET_KEY has low entropy (repeated pattern or few distinct characters);"
+                " use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if not self.rate_limits_enabled:
+            problems.append(
+                "AUTHGATE_RATE_LIMITS_ENABLED=false (it also switches off the login throttle)"
+            )
+        for proxy in self.trusted_proxies:
+            if ipaddress.ip_network(proxy, strict=False).prefixlen == 0:
+                problems.append(
+                    f"AUTHGATE_TRUSTED_PROXIES contains {proxy}: every peer could forge its address"
+                )
+        for client_id, secret in self.introspection_secrets.items():
+            if len(secret.get_secret_value()) < MIN_CLIENT_SECRET_LENGTH:
+                problems.append(
+                    f"AUTHGATE_INTROSPECTION_CLIENTS: the secret of {client_id!r} is shorter than "
+                    f"{MIN_CLIENT_SECRET_LENGTH} characters"
+                )
+        if workers > 1 and self.redis_url is None:
+            problems.append(
+                f"{workers} workers without AUTHGATE_REDIS_URL: rate limits, throttles and "
+                "revocations would be per process"
+            )
+        for url in self.redirect_allowlist:
+            if not url.lower().startswith("https://"):
+                problems.append(f"AUTHGATE_ALLOWED_REDIRECT_URLS: {url!r} is not https")
         if self.signing_keys_dir is None:
             problems.append("AUTHGATE_SIGNING_KEYS_DIR is missing (keys are never generated)")
         if self.encryption_keys is None:

@@ -18,6 +18,7 @@ from authgate.admin.schemas import Cursor
 from authgate.core.time import utc_now
 from authgate.models import AuditEvent, User
 from authgate.runtime import Runtime
+from authgate.users.emails import email_key
 from tests.conftest import Account, Flows
 
 ADMIN = "/api/v1/admin"
@@ -27,7 +28,7 @@ async def _make_admin(flows: Flows, runtime: Runtime) -> Account:
     account = await flows.signed_up(flows.new_email().replace("user", "admin"))
     async with runtime.sessionmaker() as db:
         await db.execute(
-            update(User).where(User.email_key == account.email.casefold()).values(is_superuser=True)
+            update(User).where(User.email_key == email_key(account.email)).values(is_superuser=True)
         )
         await db.commit()
     return account
@@ -117,7 +118,7 @@ async def test_list_search_and_paginate(
             email = f"Member{i}@Example.org"
             # Three share one created_at: the id breaks the tie, so none is skipped or repeated.
             created = base if i < 3 else base + timedelta(milliseconds=i)
-            db.add(User(email=email, email_key=email.casefold(), name=name, created_at=created))
+            db.add(User(email=email, email_key=email_key(email), name=name, created_at=created))
         await db.commit()
 
     pages = await _pages(client, f"{ADMIN}/users", admin.auth, {"limit": 3})

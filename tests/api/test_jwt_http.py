@@ -11,7 +11,7 @@ from joserfc.jwk import KeySet
 
 from authgate.runtime import Runtime
 from tests.conftest import Flows
-from tests.jwt_forgery import EXPIRED_CASES, forged_tokens
+from tests.jwt_forgery import EXPIRED_CASES, forged_tokens, noncanonical_spelling
 
 
 async def test_every_forgery_is_a_401_problem(
@@ -97,3 +97,20 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
         aud={"essential": True, "value": runtime.settings.jwt_audience},
     )
     registry.validate(claims)
+
+
+async def test_a_token_has_one_spelling(flows: Flows, client: httpx.AsyncClient) -> None:
+    """Padding or set unused bits decode to the same signature bytes: still refused (issue 11)."""
+    account = await flows.signed_up()
+    token = account.access_token
+    head, payload, signature = token.split(".")
+    spelled = noncanonical_spelling(signature)
+    assert spelled is not None
+    for variant in (f"{token}=", f"{token}==", f"{head}.{payload}.{spelled}"):
+        response = await client.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {variant}"}
+        )
+        assert response.status_code == 401, variant
+        assert response.json()["code"] == "invalid_token"
+    ok = await client.get("/api/v1/users/me", headers=account.auth)
+    assert ok.status_code == 200

@@ -174,3 +174,33 @@ async def test_token_endpoint_password_grant_for_swagger(
     assert bad.json()["error"] == "invalid_grant"
     unsupported = await client.post("/api/v1/auth/token", data={"grant_type": "client_credentials"})
     assert unsupported.json()["error"] == "unsupported_grant_type"
+
+
+async def test_case_folding_never_merges_distinct_mailboxes(
+    flows: Flows, client: httpx.AsyncClient
+) -> None:
+    """Issue 11: Unicode case-folding made straße@ and strasse@ (ﬁ@ and fi@) one account."""
+    for first, second in (
+        ("straße@example.com", "strasse@example.com"),
+        ("ﬁ@example.com", "fi@example.com"),
+    ):
+        one = await flows.signed_up(first)
+        other = await flows.signed_up(second, password="another password entirely")
+        me_one = (await client.get("/api/v1/users/me", headers=one.auth)).json()
+        me_other = (await client.get("/api/v1/users/me", headers=other.auth)).json()
+        assert me_one["id"] != me_other["id"]
+        assert me_one["email"] == first and me_other["email"] == second
+        assert (await flows.login(first, "another password entirely")).status_code == 401
+
+
+async def test_ascii_case_still_does_not_matter(flows: Flows, client: httpx.AsyncClient) -> None:
+    account = await flows.signed_up("User@Example.com")
+    again = await flows.register("user@example.com", "another password entirely")
+    assert again.status_code == 202
+    login = await flows.login("USER@EXAMPLE.COM")
+    assert login.status_code == 200
+    me = (await client.get("/api/v1/users/me", headers=account.auth)).json()
+    login_me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"}
+    )
+    assert login_me.json()["id"] == me["id"]

@@ -15,10 +15,11 @@ SAFE = {
     "env": "production",
     "public_url": "https://auth.example.com",
     "database_url": "postgresql+asyncpg://u@db/authgate",
-    "secret_key": "s" * 48,
+    "secret_key": "kQ3v_Zt8xN2pWm7cR5yB1hL9sD4fG6jAeU0oI-Tq",
     "signing_keys_dir": "/etc/authgate/keys",
     "encryption_keys": "k1:" + base64.b64encode(os.urandom(32)).decode(),
     "email_backend": "ses",
+    "frontend_url": "https://app.example.com",
 }
 
 
@@ -46,6 +47,16 @@ def test_safe_production_settings_have_no_problems() -> None:
         ({"email_backend": "console"}, "console"),
         ({"database_url": "sqlite+aiosqlite:///./x.db"}, "SQLite"),
         ({"public_url": "http://auth.example.com"}, "https"),
+        ({"secret_key": "s" * 48}, "low entropy"),
+        ({"secret_key": "abcd" * 12}, "low entropy"),
+        ({"secret_key": "Xy7!Qz2#" * 6}, "low entropy"),
+        ({"rate_limits_enabled": False}, "RATE_LIMITS_ENABLED"),
+        ({"trusted_proxies": ["0.0.0.0/0"]}, "0.0.0.0/0"),
+        ({"trusted_proxies": ["10.0.0.0/8", "::/0"]}, "::/0"),
+        ({"trusted_proxies": ["1.2.3.4/0"]}, "1.2.3.4/0"),
+        ({"introspection_clients": ["rs:" + "x" * 31]}, "shorter than 32 characters"),
+        ({"frontend_url": "http://app.example.com"}, "not https"),
+        ({"allowed_redirect_urls": ["https://a.example", "http://b.example"]}, "not https"),
     ],
 )
 def test_production_refuses_unsafe_defaults(override: dict[str, object], fragment: str) -> None:
@@ -93,3 +104,55 @@ def test_an_empty_ses_endpoint_means_the_aws_default(
     assert Settings(_env_file=None).ses_endpoint_url is None  # type: ignore[call-arg]
     monkeypatch.setenv("AUTHGATE_SES_ENDPOINT_URL", "http://127.0.0.1:5000")
     assert Settings(_env_file=None).ses_endpoint_url == "http://127.0.0.1:5000"  # type: ignore[call-arg]
+
+
+def test_random_secret_keys_pass_the_entropy_check() -> None:
+    import secrets
+
+    from authgate.config import looks_random
+
+    for _ in range(200):
+        assert looks_random(secrets.token_urlsafe(32))
+        assert looks_random(secrets.token_hex(32))
+        assert looks_random(base64.b64encode(os.urandom(32)).decode())
+    assert not looks_random("")
+    assert not looks_random("0123456789abcdef" * 2)  # 32 bytes, but 128 bits only by pattern
+
+
+def test_workers_without_redis_refused_in_production() -> None:
+    settings = Settings(**SAFE)
+    assert settings.production_problems(workers=1) == []
+    problems = settings.production_problems(workers=4)
+    assert any("4 workers without AUTHGATE_REDIS_URL" in p for p in problems), problems
+    with_redis = Settings(**{**SAFE, "redis_url": "redis://redis:6379/0"})
+    assert with_redis.production_problems(workers=4) == []
+
+
+def test_introspection_secrets_are_secret_str() -> None:
+    secret = "z" * 40
+    settings = Settings(_env_file=None, introspection_clients=f"rs1:{secret},rs2:a:b")  # type: ignore[call-arg]
+    assert secret not in repr(settings) and secret not in str(settings.model_dump())
+    assert settings.introspection_secrets["rs1"].get_secret_value() == secret
+    assert settings.introspection_credentials == {"rs1": secret, "rs2": "a:b"}
+    with pytest.raises(ValueError, match="client_id:secret"):
+        Settings(_env_file=None, introspection_clients=["no-colon"])  # type: ignore[call-arg]
+
+
+def test_serve_refuses_workers_without_redis_in_production(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    from authgate import cli
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(k))
+    monkeypatch.setattr(cli, "_settings", lambda: Settings(**SAFE))
+    assert cli.main(["serve", "--workers", "2"]) == 1
+    assert "refusing to start in production" in capsys.readouterr().err
+    assert started == []
+
+    monkeypatch.setattr(cli, "_settings", lambda: Settings(_env_file=None))  # type: ignore[call-arg]
+    assert cli.main(["serve", "--workers", "2"]) == 0
+    assert "warning: 2 workers without AUTHGATE_REDIS_URL" in capsys.readouterr().err
+    assert len(started) == 1

@@ -233,3 +233,39 @@ def test_from_settings(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         SigningKeyRing.from_settings(prod)
     assert not (tmp_path / "prod").exists()
+
+
+def test_development_keys_dir_and_signing_dir_are_private(tmp_path: Path) -> None:
+    """The default layout (keys_dir/signing) creates keys_dir on the way: 0700 too, umask or not."""
+    import os
+
+    from authgate.config import Settings
+    from authgate.core.security import secrets as dev_secrets
+
+    settings = Settings(_env_file=None, keys_dir=tmp_path / "var" / "keys")
+    old_umask = os.umask(0o002)  # a permissive umask must not widen anything
+    try:
+        SigningKeyRing.from_settings(settings)
+        dev_secrets.secret_key(settings)
+        dev_secrets.encryption_keys(settings)
+    finally:
+        os.umask(old_umask)
+    keys_dir = tmp_path / "var" / "keys"
+    assert _mode(tmp_path / "var") == 0o700  # created by us on the way: private as well
+    assert _mode(keys_dir) == 0o700
+    assert _mode(keys_dir / "signing") == 0o700
+    assert _mode(keys_dir / "secret_key") == 0o600
+    assert _mode(keys_dir / "encryption_keys") == 0o600
+    for key_file in (keys_dir / "signing").glob("*.json"):
+        assert _mode(key_file) == 0o600
+
+
+def test_secrets_first_then_signing_dir_is_private(tmp_path: Path) -> None:
+    from authgate.config import Settings
+    from authgate.core.security import secrets as dev_secrets
+
+    settings = Settings(_env_file=None, keys_dir=tmp_path / "k")
+    dev_secrets.secret_key(settings)
+    SigningKeyRing.from_settings(settings)
+    assert _mode(tmp_path / "k") == 0o700
+    assert _mode(tmp_path / "k" / "signing") == 0o700

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.admin.schemas import Cursor
 from authgate.models import AuditEvent, User
+from authgate.users.emails import ascii_lower
 
 
 class AdminRepository:
@@ -20,10 +21,10 @@ class AdminRepository:
         ``limit`` rows. ``q`` is a case-insensitive substring of the email or the name."""
         stmt = select(User)
         if q:
-            # email_key is the case-folded address: exact Unicode case-folding on both backends.
+            # email_key lowers ASCII letters only (users/emails.py): fold the query the same way.
             stmt = stmt.where(
                 or_(
-                    User.email_key.contains(q.casefold(), autoescape=True),
+                    User.email_key.contains(ascii_lower(q), autoescape=True),
                     User.name.icontains(q, autoescape=True),
                 )
             )

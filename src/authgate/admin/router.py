@@ -17,6 +17,7 @@ from authgate.admin.schemas import (
 )
 from authgate.admin.service import AdminService
 from authgate.audit import AuditType
+from authgate.core.text import OneLine
 from authgate.deps import ClientDep, RuntimeDep, SessionDep, Superuser
 from authgate.problems import error_responses
 
@@ -51,7 +52,7 @@ async def list_users(
     db: SessionDep,
     service: AdminServiceDep,
     q: Annotated[
-        str | None,
+        OneLine | None,
         Query(max_length=320, description="Case-insensitive substring of the email or name."),
     ] = None,
     limit: Limit = 50,

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from authgate.core.errors import ValidationFailed
+from authgate.core.text import OneLine
 from authgate.users.schemas import UserOut
 
 #: Longer cursors are refused before any decoding.
@@ -34,7 +35,7 @@ class AdminUserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | None = Field(default=None, max_length=200)
+    name: OneLine | None = Field(default=None, max_length=200)
     is_active: bool | None = None
     is_superuser: bool | None = None
     email_verified: bool | None = None

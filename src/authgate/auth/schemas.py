@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authgate.core.text import OneLine
 from authgate.sessions.service import IssuedTokens
 
 
@@ -14,7 +15,7 @@ class Strict(BaseModel):
 class RegisterRequest(Strict):
     email: str = Field(max_length=320, examples=["ada@example.com"])
     password: str = Field(max_length=10_000)
-    name: str | None = Field(default=None, max_length=200)
+    name: OneLine | None = Field(default=None, max_length=200)
 
 
 class EmailRequest(Strict):
@@ -73,7 +74,7 @@ class OAuth2TokenResponse(BaseModel):
 
 class IntrospectRequest(Strict):
     token: str = Field(max_length=16_384)
-    token_type_hint: str | None = None
+    token_type_hint: OneLine | None = Field(default=None, max_length=64)
 
 
 class IntrospectionResponse(BaseModel):

@@ -61,11 +61,14 @@ class Timestamped:
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
+    """The engine; ``hide_parameters`` keeps bound values (addresses, hashes) out of every
+    DBAPI error message, so no log line or traceback can quote them."""
     url = settings.database_url
     if settings.is_sqlite:
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
+            hide_parameters=True,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_pool_size,
         )
@@ -86,6 +89,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # No pre-ping round trip per checkout (it cost ~12 % of a request): a connection broken
         # by a database restart fails its request once with a 503 (problems.py) and is dropped.
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

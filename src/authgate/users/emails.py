@@ -30,3 +30,26 @@ def _invalid(field: str, message: str) -> ValidationFailed:
         [{"loc": ["body", field], "msg": message, "type": "value_error.email"}],
         detail="The email address is not valid.",
     )
+
+
+_ASCII_UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lowered and every other character left exactly as it is."""
+    return text.translate(_ASCII_UPPER_TO_LOWER)
+
+
+def email_key(normalized_email: str) -> str:
+    """The uniqueness key of a normalised address (the output of ``normalize_email``).
+
+    Only ASCII letters of the local part are lowered: Unicode case-folding merges distinct
+    mailboxes (``straße`` and ``strasse``, ``ﬁ`` and ``fi``), so non-ASCII local parts compare
+    exactly (email-validator has NFC-normalised them). The domain is lowered in full: domains
+    are case-insensitive and email-validator has already IDNA-normalised it. Every comparison of
+    two addresses ("same address?", throttle keys) goes through this function.
+    """
+    local, at, domain = normalized_email.rpartition("@")
+    if not at:
+        return ascii_lower(normalized_email)
+    return f"{ascii_lower(local)}@{domain.lower()}"

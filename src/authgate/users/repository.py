@@ -10,11 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from authgate.models import EmailOutbox, OutboxStatus, User
+from authgate.users.emails import email_key
 
-
-def email_key(normalized_email: str) -> str:
-    """Addresses are unique case-insensitively: the key is the case-folded normalised address."""
-    return normalized_email.casefold()
+__all__ = ["UserRepository", "email_key"]  # email_key re-exported for existing importers
 
 
 _BY_EMAIL_KEY = select(User).where(User.email_key == bindparam("email_key"))

@@ -5,6 +5,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authgate.core.text import OneLine
+
 
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -24,7 +26,7 @@ class UpdateMe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(max_length=200)
+    name: OneLine | None = Field(max_length=200)
 
 
 class ChangePasswordRequest(BaseModel):

@@ -194,9 +194,12 @@ class JWTService:
         header_segment, payload_segment, signature_segment = token.split(".")
         if not payload_segment or not signature_segment:
             raise InvalidAccessToken()
-        header = json.loads(
-            _b64decode(header_segment).decode("utf-8"), object_pairs_hook=_no_duplicates
-        )
+        # Every segment canonical before PyJWT (whose decoder tolerates padding and non-zero
+        # unused bits) sees it: a token has exactly one spelling, so its text can serve as a key.
+        header_bytes = _b64decode(header_segment)
+        _b64decode(payload_segment)
+        _b64decode(signature_segment)
+        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_no_duplicates)
         kid = self._check_header(header)
 
         self._ring.maybe_reload()

@@ -35,6 +35,7 @@ from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorith
 from jwt.exceptions import PyJWTError
 
 from authgate.config import Settings
+from authgate.core.security.files import ensure_private_directory
 from authgate.core.time import utc_now
 
 logger = logging.getLogger(__name__)
@@ -221,9 +222,7 @@ def _load_key(path: Path, algorithm: str) -> SigningKey | None:
 
 
 def _ensure_directory(directory: Path) -> None:
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+    ensure_private_directory(directory)  # the directory and any parent it creates are 0700
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Where the service's secrets come from: supplied (production) or generated once (development).
 
-Development keys live under AUTHGATE_KEYS_DIR (``./var/keys``), created with mode 0600 on first
+Development keys live under AUTHGATE_KEYS_DIR (``./var/keys``), created with mode 0600 (directories 0700) on first
 use by ``create_app`` — never at import time. Production refuses to start without supplied keys
 (see ``Settings.production_problems``).
 """
@@ -13,12 +13,13 @@ from pathlib import Path
 
 from authgate.config import Settings
 from authgate.core.security.crypto import EncryptionKey, new_key_spec, parse_key_ring
+from authgate.core.security.files import ensure_private_directory
 
 
 def _read_or_create(path: Path, make: str) -> str:
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_directory(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(make + "\n")
