@@ -8,7 +8,7 @@ import getpass
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from authgate.config import Settings
 
@@ -56,8 +56,23 @@ def cmd_worker(_args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure_logging(settings)
-    asyncio.run(run_worker(settings))
+    asyncio.run(_worker(settings, run_worker))
     return 0
+
+
+async def _worker(settings: Settings, run_worker: Callable[[Settings], Awaitable[None]]) -> None:
+    """The outbox dispatcher plus the periodic purge of expired OAuth states."""
+    from authgate.core.db import make_engine, make_sessionmaker
+    from authgate.housekeeping import Housekeeper
+
+    engine = make_engine(settings)
+    housekeeper = Housekeeper(make_sessionmaker(engine))
+    await housekeeper.start()
+    try:
+        await run_worker(settings)
+    finally:
+        await housekeeper.stop()
+        await engine.dispose()
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

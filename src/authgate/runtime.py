@@ -22,6 +22,7 @@ from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
+from authgate.housekeeping import Housekeeper
 from authgate.oauth import OAuthService, TokenService, build_oauth
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
@@ -57,6 +58,7 @@ class Runtime:
     throttle: LoginThrottle
     oauth: OAuthService
     provider_tokens: TokenService
+    housekeeper: Housekeeper
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
@@ -110,6 +112,9 @@ class Runtime:
             sessions=sessions,
             action_tokens=action_tokens,
             users=users_repo,
+            passwords=passwords,
+            throttle=throttle,
+            email=email,
         )
         users = UserService(
             passwords,
@@ -148,13 +153,17 @@ class Runtime:
             throttle=throttle,
             oauth=oauth,
             provider_tokens=oauth.tokens,
+            housekeeper=Housekeeper(maker),
         )
 
     async def start(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.start()
+            # Housekeeping runs where mail is delivered: `serve` with the dispatcher, or `worker`.
+            await self.housekeeper.start()
 
     async def close(self) -> None:
+        await self.housekeeper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.passwords.close()

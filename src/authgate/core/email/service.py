@@ -45,6 +45,8 @@ class EmailTemplate(StrEnum):
     email_change_notice = "email_change_notice"
     register_existing = "register_existing"
     session_reuse_revoked = "session_reuse_revoked"
+    oauth_link_started = "oauth_link_started"
+    oauth_linked = "oauth_linked"
 
 
 class EmailHeaderError(ValueError):
