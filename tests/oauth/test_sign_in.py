@@ -65,12 +65,16 @@ async def test_full_sign_in_creates_then_reuses_the_user(
     final = await browser.sign_in()
     location = final.headers["location"]
     assert location.startswith(REDIRECT_URL + "?code=ago_")
-    assert "set-cookie" in final.headers and "max-age=0" in final.headers["set-cookie"].lower()
+    # The binding cookie now carries the redemption binding, for the code's lifetime.
+    redemption = final.headers["set-cookie"].lower()
+    assert redemption.startswith("ag_oauth_") and "max-age=60" in redemption
+    assert "httponly" in redemption and "path=/api/v1/oauth" in redemption
 
     code = query_of(location)["code"]
     response = await client.post("/api/v1/oauth/token", json={"code": code})
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
+    assert "max-age=0" in response.headers["set-cookie"].lower()  # the redemption cookie goes
     pair = response.json()
     assert pair["token_type"] == "Bearer" and pair["refresh_token"].startswith("agr_")
     me = await client.get(
