@@ -321,7 +321,7 @@ class TestOffByDefault:
 
 def test_provider_token_clients_settings() -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         provider_token_clients='["a:s3cr:et:test|github", "b:other:test"]',
     )
     [a, _b] = settings.provider_token_clients
@@ -331,16 +331,16 @@ def test_provider_token_clients_settings() -> None:
         frozenset({"test", "github"}),
     )
     assert "s3cr" not in repr(settings)
-    comma = Settings(_env_file=None, provider_token_clients="a:s:test, b:t:x|y")  # type: ignore[call-arg]
+    comma = Settings(_env_file=None, provider_token_clients="a:s:test, b:t:x|y")
     assert [c.client_id for c in comma.provider_token_clients] == ["a", "b"]
     for bad in ("a:secret", "a::test", ":s:test", "a:s:", "a:s:test,a:t:test"):
         with pytest.raises(ValidationError) as caught:
-            Settings(_env_file=None, provider_token_clients=bad)  # type: ignore[call-arg]
+            Settings(_env_file=None, provider_token_clients=bad)
         assert "secret" not in str(caught.value).replace("client_id:secret", "")
-    short = Settings(_env_file=None, env="production", provider_token_clients="a:short:test")  # type: ignore[call-arg]
+    short = Settings(_env_file=None, env="production", provider_token_clients="a:short:test")
     assert any("PROVIDER_TOKEN_CLIENTS" in p for p in short.production_problems())
     long = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         env="production",
         provider_token_clients="a:" + "x" * 32 + ":test",
     )
