@@ -35,6 +35,7 @@ class AuditType(StrEnum):
     account_deleted = "account_deleted"
     user_updated_by_admin = "user_updated_by_admin"
     oauth_login = "oauth_login"
+    oauth_link_started = "oauth_link_started"
     oauth_linked = "oauth_linked"
     oauth_unlinked = "oauth_unlinked"
     provider_token_stored = "provider_token_stored"

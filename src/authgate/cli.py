@@ -69,8 +69,10 @@ def cmd_worker(_args: argparse.Namespace) -> int:
     configure_logging(settings)
 
     async def main() -> None:
-        # The runtime's email service knows the outbox jobs (forgot password, resend).
+        # The runtime's email service knows the outbox jobs (forgot password, resend); its
+        # housekeeper purges expired OAuth states.
         runtime = Runtime.build(settings, with_dispatcher=False)
+        await runtime.housekeeper.start()
         try:
             await run_worker(settings, service=runtime.email)
         finally:

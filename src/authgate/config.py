@@ -10,6 +10,7 @@ import ipaddress
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -101,12 +102,39 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+#: Shortest client secret production accepts (CONTRACT §2).
+MIN_CLIENT_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTokenClient:
+    """A back-end service allowed to read provider tokens: ``client_id:secret:provider|provider``."""
+
+    client_id: str
+    secret: SecretStr
+    providers: frozenset[str]
+
+    @classmethod
+    def parse(cls, item: str) -> ProviderTokenClient:
+        client_id, sep1, rest = item.partition(":")
+        secret, sep2, providers = rest.rpartition(":")
+        names = frozenset(p.strip() for p in providers.split("|") if p.strip())
+        if not (sep1 and sep2 and client_id.strip() and secret and names):
+            # Never echo the item: it holds a secret.
+            raise ValueError(
+                "provider-token clients are client_id:secret:provider|provider entries"
+            )
+        return cls(client_id.strip(), SecretStr(secret), names)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUTHGATE_",
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # A refused value may be a secret (a client entry, a key): errors never echo it.
+        hide_input_in_errors=True,
     )
 
     env: Environment = Environment.development
@@ -149,6 +177,11 @@ class Settings(BaseSettings):
     #: ``client_id:secret`` pairs for HTTP Basic on /auth/introspect; secrets of at least
     #: ``MIN_CLIENT_SECRET_LENGTH`` characters in production.
     introspection_clients: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Clients of ``POST /oauth/internal/provider-token`` (``client_id:secret:provider|provider``,
+    #: comma-separated or a JSON list); the endpoint answers 404 while this is empty.
+    provider_token_clients: Annotated[list[ProviderTokenClient], NoDecode] = Field(
+        default_factory=list
+    )
 
     secret_key: SecretStr | None = None
     signing_keys_dir: Path | None = None
@@ -201,6 +234,21 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("provider_token_clients", mode="before")
+    @classmethod
+    def _provider_token_clients(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if not isinstance(items, list):
+            raise ValueError("provider-token clients must be a list")
+        parsed = [
+            item if isinstance(item, ProviderTokenClient) else ProviderTokenClient.parse(str(item))
+            for item in items
+        ]
+        ids = [client.client_id for client in parsed]
+        if len(set(ids)) != len(ids):
+            raise ValueError("provider-token client ids must be unique")
+        return parsed
 
     @field_validator("oauth_providers", mode="before")
     @classmethod
@@ -339,4 +387,14 @@ class Settings(BaseSettings):
             problems.append("wildcard CORS origin")
         if not self.public_url.startswith("https://"):
             problems.append("AUTHGATE_PUBLIC_URL is not https")
+        short = [
+            c.client_id
+            for c in self.provider_token_clients
+            if len(c.secret.get_secret_value()) < MIN_CLIENT_SECRET_LENGTH
+        ]
+        if short:
+            problems.append(
+                "AUTHGATE_PROVIDER_TOKEN_CLIENTS: secrets shorter than "
+                f"{MIN_CLIENT_SECRET_LENGTH} characters ({', '.join(sorted(short))})"
+            )
         return problems

@@ -1,12 +1,18 @@
 """Operator tasks run from the CLI: create an admin, purge expired rows, re-encrypt secrets,
-look at and retry dead email."""
+look at and retry dead email; and the ``Housekeeper``, which purges expired pending OAuth
+sign-ins periodically in the process that delivers mail (``serve`` or ``authgate worker``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
@@ -16,7 +22,8 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
-from authgate.models import ActionToken, AuthSession, OAuthState, User
+from authgate.models import ActionToken, AuthSession, User
+from authgate.oauth.repository import OAuthRepository
 from authgate.users.emails import normalize_email
 from authgate.users.repository import email_key
 
@@ -61,11 +68,11 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
                     (AuthSession.expires_at < now) | AuthSession.revoked_at.is_not(None)
                 )
             )
-            states = await db.execute(delete(OAuthState).where(OAuthState.expires_at < now))
+            states = await OAuthRepository().purge_expired_states(db, now)
         return {
             "action_tokens": tokens.rowcount or 0,  # type: ignore[attr-defined]
             "sessions": sessions.rowcount or 0,  # type: ignore[attr-defined]
-            "oauth_states": states.rowcount or 0,  # type: ignore[attr-defined]
+            "oauth_states": states,
         }
     finally:
         await engine.dispose()
@@ -116,3 +123,55 @@ async def retry_dead_email(settings: Settings, outbox_id: uuid.UUID) -> None:
                 raise NotFound(f"{outbox_id} is not a dead message that can be sent again.")
     finally:
         await engine.dispose()
+
+
+logger = logging.getLogger("authgate.housekeeping")
+
+#: Seconds between two purges of expired pending OAuth sign-ins (a state lives 10 minutes).
+HOUSEKEEPING_INTERVAL = 600.0
+
+
+class Housekeeper:
+    """Deletes expired ``oauth_states`` rows every ``interval`` seconds, so they do not pile up
+    between runs of ``authgate purge-expired``. Only expired states: sessions and one-time tokens
+    stay for the CLI (recent ended sessions still serve the new-sign-in alert)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        interval: float = HOUSEKEEPING_INTERVAL,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._interval = interval
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        async with self._sessionmaker() as db, db.begin():
+            count = await OAuthRepository().purge_expired_states(db, utc_now())
+        if count:
+            logger.info("housekeeping.oauth_states_purged", extra={"count": count})
+        return count
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stop.clear()
+            self._task = asyncio.create_task(self._loop(), name="housekeeping")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_once()
+            except (SQLAlchemyError, OSError) as exc:
+                logger.warning("housekeeping.failed", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)

@@ -22,7 +22,9 @@ from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
+from authgate.housekeeping import Housekeeper
 from authgate.oauth import OAuthService, TokenService, build_oauth
+from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
@@ -58,6 +60,7 @@ class Runtime:
     throttle: LoginThrottle
     oauth: OAuthService
     provider_tokens: TokenService
+    housekeeper: Housekeeper
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
@@ -87,7 +90,8 @@ class Runtime:
         sessions = SessionService(
             settings, jwt, opaque, audit, email, store, principals, action_tokens=action_tokens
         )
-        address_proven = AddressProven(sessions, audit, identities=None)
+        oauth_repository = OAuthRepository()
+        address_proven = AddressProven(sessions, audit, identities=oauth_repository)
         verification = VerificationService(
             settings,
             action_tokens,
@@ -107,6 +111,7 @@ class Runtime:
             users_repo,
             throttle,
             on_address_proven=address_proven,
+            connections=oauth_repository,
         )
         auth = AuthService(
             settings,
@@ -129,6 +134,9 @@ class Runtime:
             sessions=sessions,
             action_tokens=action_tokens,
             users=users_repo,
+            passwords=passwords,
+            throttle=throttle,
+            email=email,
         )
         users = UserService(
             passwords,
@@ -167,13 +175,17 @@ class Runtime:
             throttle=throttle,
             oauth=oauth,
             provider_tokens=oauth.tokens,
+            housekeeper=Housekeeper(maker),
         )
 
     async def start(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.start()
+            # Housekeeping runs where mail is delivered: `serve` with the dispatcher, or `worker`.
+            await self.housekeeper.start()
 
     async def close(self) -> None:
+        await self.housekeeper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.passwords.close()

@@ -47,7 +47,18 @@ CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
         "ip_address": "203.0.113.9",
         "user_agent": "Firefox",
     },
+    EmailTemplate.oauth_link_started: {"name": "Ada", "provider": "github"},
+    EmailTemplate.oauth_linked: {"name": "Ada", "provider": "github"},
 }
+
+
+def test_password_changed_lists_connected_providers_when_given() -> None:
+    context = {"name": "Ada", "providers": ["github", "google"]}
+    rendered = _service().render(EmailTemplate.password_changed, context)
+    for body in (rendered.text, rendered.html):
+        assert "github" in body and "google" in body
+    plain = _service().render(EmailTemplate.password_changed, {"name": "Ada"})
+    assert "connected" not in plain.text
 
 
 def _service(**environment: Any) -> EmailService:

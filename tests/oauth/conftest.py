@@ -33,6 +33,8 @@ OIDC_DIR = Path(__file__).resolve().parents[1] / "support" / "oidc"
 APP_BASE = "http://127.0.0.1:8000"
 REDIRECT_URL = "https://app.test/after-login"
 INTERNAL_CLIENT = ("backend", "backend-secret-0123456789abcdef")
+#: A provider-token client (AUTHGATE_PROVIDER_TOKEN_CLIENTS) that may read "test" tokens only.
+TOKEN_CLIENT = ("product-api", "product-api-secret-0123456789abcdefgh")
 CLIENTS = {
     "test": ("authgate", "authgate-client-secret-0123456789", "client_secret_basic"),
     "post": ("authgate-post", "authgate-post-secret-0123456789", "client_secret_post"),
@@ -175,6 +177,7 @@ def base_overrides(server_url: str) -> dict[str, Any]:
         "oauth_providers": provider_configs(server_url),
         "allowed_redirect_urls": [REDIRECT_URL, "https://app.test/settings?tab=connections"],
         "introspection_clients": [":".join(INTERNAL_CLIENT)],
+        "provider_token_clients": [":".join(TOKEN_CLIENT) + ":test"],
     }
 
 

@@ -1,5 +1,6 @@
 """Which account a provider sign-in lands in: identities by (provider, subject), the
-pre-account-takeover defence, and linking by email (off by default)."""
+pre-account-takeover defences (unverified provider addresses, unproven identities), and linking by
+email (off by default)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from authgate.models import OAuthIdentity, User
+from authgate.oauth.repository import OAuthRepository
 from authgate.runtime import Runtime
 from tests.conftest import TEST_PASSWORD, Flows
 from tests.oauth.conftest import (
@@ -21,6 +23,7 @@ from tests.oauth.conftest import (
     new_sub,
     query_of,
 )
+from tests.support.api import mail_with_subject
 
 
 def bearer(pair: dict[str, Any]) -> dict[str, str]:
@@ -44,12 +47,175 @@ async def test_identity_is_keyed_by_subject_not_email(
     assert query_of(response.headers["location"]) == {"error": "account_exists"}
 
 
-async def test_unverified_provider_address_creates_an_unverified_user(
-    browser: Browser, client: httpx.AsyncClient, idp: OidcServer
+@pytest.mark.parametrize("provider", ["test", "github"])
+async def test_unverified_provider_address_creates_nothing(
+    browser: Browser, idp: OidcServer, runtime: Runtime, provider: str
 ) -> None:
-    idp.next_user(new_sub(), "maybe@example.com", email_verified=False)
-    me = await client.get("/api/v1/users/me", headers=bearer(await browser.tokens()))
-    assert me.json()["email_verified"] is False
+    """OIDC ``email_verified: false`` or a GitHub address with ``verified: false``: no user, no
+    identity, no code, no session."""
+    idp.next_user(
+        "4243" if provider == "github" else new_sub(), "maybe@example.com", email_verified=False
+    )
+    response = await browser.sign_in(provider)
+    assert response.headers["location"] == REDIRECT_URL + "?error=email_not_verified"
+    found = await counts(runtime)
+    assert (found.users, found.identities, found.sessions, found.provider_tokens) == (0, 0, 0, 0)
+
+
+async def test_pre_account_takeover_through_an_unverified_provider_address_fails(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    """Issue 11: the attacker's GitHub account claims the victim's address without verifying it.
+    Before the fix this created an account (and a session) that the victim later registered and
+    verified, and the attacker's GitHub then signed in to the victim's verified account."""
+    victim = "prey@example.com"
+    attacker_sub = "31337"
+    idp.next_user(attacker_sub, victim, email_verified=False)
+    first = await browser.sign_in("github")
+    assert query_of(first.headers["location"]) == {"error": "email_not_verified"}
+    assert (await counts(runtime)).users == 0
+
+    client.cookies.clear()
+    account = await flows.signed_up(victim)
+    idp.next_user(attacker_sub, victim, email_verified=False)
+    again = await browser.sign_in("github")
+    assert query_of(again.headers["location"]) == {"error": "email_not_verified"}
+    assert (await client.get("/api/v1/oauth/connections", headers=account.auth)).json() == []
+    found = await counts(runtime)
+    assert (found.users, found.identities, found.provider_tokens) == (1, 0, 0)
+
+
+async def _identity_of(runtime: Runtime, email: str) -> OAuthIdentity:
+    async with runtime.sessionmaker() as db:
+        user_id = (await db.execute(select(User.id).where(User.email == email))).scalar_one()
+        return (
+            await db.execute(select(OAuthIdentity).where(OAuthIdentity.user_id == user_id))
+        ).scalar_one()
+
+
+async def test_a_known_identity_whose_user_changed_address_no_longer_signs_in(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    sub = new_sub()
+    idp.next_user(sub, "moved@example.com")
+    await browser.tokens()
+    async with runtime.sessionmaker() as db:
+        await db.execute(
+            update(User)
+            .where(User.email == "moved@example.com")
+            .values(email="elsewhere@example.com", email_key="elsewhere@example.com")
+        )
+        await db.commit()
+    client.cookies.clear()
+    idp.next_user(sub, "moved@example.com")
+    response = await browser.sign_in()
+    assert query_of(response.headers["location"]) == {"error": "email_not_verified"}
+    assert (await counts(runtime)).sessions == 1  # only the first sign-in's
+
+
+async def test_a_known_identity_of_an_unverified_user_no_longer_signs_in(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    """A row from before the fix: an identity that never proved its address, or whose user is
+    not verified, signs in nowhere."""
+    sub = new_sub()
+    idp.next_user(sub, "legacy@example.com")
+    await browser.tokens()
+    identity = await _identity_of(runtime, "legacy@example.com")
+    async with runtime.sessionmaker() as db:
+        await db.execute(
+            update(OAuthIdentity)
+            .where(OAuthIdentity.id == identity.id)
+            .values(email_verified=False)
+        )
+        await db.commit()
+    client.cookies.clear()
+    idp.next_user(sub, "legacy@example.com")
+    refused = await browser.sign_in()
+    assert query_of(refused.headers["location"]) == {"error": "email_not_verified"}
+
+    async with runtime.sessionmaker() as db:
+        await db.execute(
+            update(OAuthIdentity).where(OAuthIdentity.id == identity.id).values(email_verified=True)
+        )
+        await db.execute(
+            update(User).where(User.id == identity.user_id).values(email_verified=False)
+        )
+        await db.commit()
+    client.cookies.clear()
+    idp.next_user(sub, "legacy@example.com")
+    refused = await browser.sign_in()
+    assert query_of(refused.headers["location"]) == {"error": "email_not_verified"}
+    assert (await counts(runtime)).sessions == 1
+
+
+async def test_an_identity_of_a_disabled_user_is_refused(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    sub = new_sub()
+    idp.next_user(sub, "off@example.com")
+    await browser.tokens()
+    async with runtime.sessionmaker() as db:
+        await db.execute(update(User).values(is_active=False))
+        await db.commit()
+    client.cookies.clear()
+    idp.next_user(sub, "off@example.com")
+    response = await browser.sign_in()
+    assert query_of(response.headers["location"]) == {"error": "account_disabled"}
+
+
+async def test_a_disabled_unverified_account_is_never_replaced(
+    browser: Browser, flows: Flows, idp: OidcServer, runtime: Runtime
+) -> None:
+    assert (await flows.register("frozen@example.com")).status_code == 202
+    async with runtime.sessionmaker() as db:
+        await db.execute(update(User).values(is_active=False))
+        await db.commit()
+        before = (await db.execute(select(User.id))).scalar_one()
+    idp.next_user(new_sub(), "frozen@example.com", email_verified=True)
+    response = await browser.sign_in()
+    assert query_of(response.headers["location"]) == {"error": "account_disabled"}
+    async with runtime.sessionmaker() as db:
+        assert (await db.execute(select(User.id))).scalars().all() == [before]
+    found = await counts(runtime)
+    assert (found.identities, found.sessions, found.provider_tokens) == (0, 0, 0)
+
+
+async def test_delete_unproven_identities_keeps_proving_and_owner_linked_ones(
+    runtime: Runtime,
+) -> None:
+    repo = OAuthRepository()
+    async with runtime.sessionmaker() as db:
+        user = User(email="Mix@Example.com", email_key="mix@example.com", email_verified=True)
+        db.add(user)
+        await db.flush()
+
+        def identity(subject: str, email: str | None, verified: bool, owner: bool) -> None:
+            db.add(
+                OAuthIdentity(
+                    user_id=user.id,
+                    provider=subject,
+                    subject=subject,
+                    email=email,
+                    email_verified=verified,
+                    linked_by_owner=owner,
+                )
+            )
+
+        identity("proves", "mix@EXAMPLE.com", True, False)  # same address, case-insensitive
+        identity("owner", "other@example.com", False, True)  # connected by the owner
+        identity("unverified", "mix@example.com", False, False)
+        identity("other", "other@example.com", True, False)
+        identity("none", None, True, False)
+        await db.flush()
+        assert await repo.delete_unproven_identities(db, user.id, "mix@example.com") == 3
+        left = {i.provider for i in await repo.identities_of_user(db, user.id)}
+        assert left == {"proves", "owner"}
+        assert await repo.delete_unproven_identities(db, user.id, "mix@example.com") == 0
+        # Against another address only the owner-linked identity proves anything.
+        assert await repo.delete_unproven_identities(db, user.id, "new@example.com") == 1
+        assert [i.provider for i in await repo.identities_of_user(db, user.id)] == ["owner"]
+        await db.rollback()
 
 
 async def test_pre_hijacked_unverified_account_is_replaced(
@@ -86,7 +252,7 @@ async def test_unverified_provider_address_does_not_touch_an_unverified_account(
     assert (await flows.register("squat@example.com")).status_code == 202
     idp.next_user(new_sub(), "squat@example.com", email_verified=False)
     response = await browser.sign_in()
-    assert query_of(response.headers["location"]) == {"error": "account_exists"}
+    assert query_of(response.headers["location"]) == {"error": "email_not_verified"}
     found = await counts(runtime)
     assert (found.users, found.identities, found.provider_tokens) == (1, 0, 0)
 
@@ -125,6 +291,65 @@ class TestLinkByEmail:
         await flows.signed_up("careful@example.com")
         idp.next_user(new_sub(), "careful@example.com", email_verified=False)
         response = await browser.sign_in()
-        assert query_of(response.headers["location"]) == {"error": "account_exists"}
+        assert query_of(response.headers["location"]) == {"error": "email_not_verified"}
         async with runtime.sessionmaker() as db:
             assert (await db.execute(select(OAuthIdentity))).first() is None
+
+
+async def test_proving_the_address_removes_a_planted_unproven_identity(
+    client: httpx.AsyncClient, flows: Flows, runtime: Runtime
+) -> None:
+    """Data from before the fix: an account made by a provider sign-in with an address the
+    provider had not verified, the attacker's identity on it. The mailbox's owner signs up,
+    follows the link, and the attacker's identity is gone with it."""
+    victim = "planted@example.com"
+    async with runtime.sessionmaker() as db, db.begin():
+        user = User(email=victim, email_key=victim, email_verified=False, password_hash=None)
+        db.add(user)
+        await db.flush()
+        db.add(
+            OAuthIdentity(
+                user_id=user.id,
+                provider="github",
+                subject="attacker",
+                email=victim,
+                email_verified=False,
+                linked_by_owner=False,
+            )
+        )
+    assert (await flows.register(victim, password=TEST_PASSWORD)).status_code == 202
+    mails = await flows.sink.wait_for(victim, 1)
+    link = mails[-1].token("/verify-email")
+    verified = await client.post("/api/v1/auth/verify-email", json={"token": link})
+    assert verified.status_code == 200, verified.text
+    found = await counts(runtime)
+    assert found.identities == 0
+    assert (await flows.login(victim)).status_code == 200
+
+
+async def test_the_password_changed_mail_lists_the_connected_providers(
+    client: httpx.AsyncClient, flows: Flows, runtime: Runtime
+) -> None:
+    """A provider connection is a way in that survives a password change: the owner sees it."""
+    account = await flows.signed_up()
+    async with runtime.sessionmaker() as db, db.begin():
+        user = (await db.execute(select(User).where(User.email == account.email))).scalar_one()
+        db.add(
+            OAuthIdentity(
+                user_id=user.id,
+                provider="github",
+                subject="someone",
+                email=account.email,
+                email_verified=True,
+                linked_by_owner=True,
+            )
+        )
+    changed = await client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": TEST_PASSWORD, "new_password": "a brand new long passphrase"},
+        headers=account.auth,
+    )
+    assert changed.status_code == 200, changed.text
+    mail = await mail_with_subject(flows.sink, account.email, "password")
+    assert "- github" in mail.text
+    assert "github" in mail.html

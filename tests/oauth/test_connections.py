@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
+from authgate.core.time import shifted
 from authgate.models import AuditEvent, OAuthState, ProviderToken, User
 from authgate.runtime import Runtime
 from tests.conftest import Flows
-from tests.oauth.conftest import Browser, OidcServer, counts, new_sub, query_of
+from tests.oauth.conftest import (
+    Browser,
+    OidcServer,
+    base_overrides,
+    counts,
+    new_sub,
+    query_of,
+)
 
 SETTINGS_URL = "https://app.test/settings?tab=connections"
 
@@ -25,8 +35,11 @@ async def link(
     auth: dict[str, str],
     provider: str,
     body: dict[str, Any] | None = None,
+    *,
+    password: str | None = None,
 ) -> httpx.Response:
-    response = await client.post(f"/api/v1/oauth/{provider}/link", headers=auth, json=body or {})
+    payload = {**(body or {}), **({"password": password} if password is not None else {})}
+    response = await client.post(f"/api/v1/oauth/{provider}/link", headers=auth, json=payload)
     assert response.status_code == 200, response.text
     assert response.headers["set-cookie"].startswith("ag_oauth_")
     url = response.json()["authorization_url"]
@@ -39,7 +52,14 @@ async def test_link_list_and_unlink(
     account = await flows.signed_up("local@example.com")
     # The provider's address differs from the local one: linking never looks at addresses.
     idp.next_user(new_sub(), "elsewhere@example.com")
-    done = await link(browser, client, account.auth, "test", {"redirect_url": SETTINGS_URL})
+    done = await link(
+        browser,
+        client,
+        account.auth,
+        "test",
+        {"redirect_url": SETTINGS_URL},
+        password=account.password,
+    )
     assert done.headers["location"] == SETTINGS_URL + "&linked=test"
     async with runtime.sessionmaker() as db:
         state = (await db.execute(select(OAuthState))).scalar_one()
@@ -79,7 +99,7 @@ async def test_linked_identity_signs_in_to_the_linking_account(
     account = await flows.signed_up("owner2@example.com")
     sub = new_sub()
     idp.next_user(sub, "owner2@example.com")
-    await link(browser, client, account.auth, "test")
+    await link(browser, client, account.auth, "test", password=account.password)
     client.cookies.clear()
     idp.next_user(sub, "owner2@example.com")
     pair = await browser.tokens()
@@ -97,7 +117,7 @@ async def test_an_identity_of_another_user_cannot_be_linked(
     client.cookies.clear()
     account = await flows.signed_up("other@example.com")
     idp.next_user(sub, "taken@example.com")
-    done = await link(browser, client, account.auth, "test")
+    done = await link(browser, client, account.auth, "test", password=account.password)
     assert query_of(done.headers["location"]) == {"error": "already_linked"}
     assert (await client.get("/api/v1/oauth/connections", headers=account.auth)).json() == []
 
@@ -148,7 +168,7 @@ async def test_deleting_the_account_revokes_its_provider_tokens(
 ) -> None:
     account = await flows.signed_up("leaving@example.com")
     idp.next_user(new_sub(), "leaving-at-idp@example.com")
-    await link(browser, client, account.auth, "test")
+    await link(browser, client, account.auth, "test", password=account.password)
     revoked_before = idp.stats()["revocations"]
 
     deleted = await client.request(
@@ -173,7 +193,7 @@ async def test_an_admin_deleting_a_user_revokes_its_provider_tokens(
         await db.commit()
     account = await flows.signed_up("removed@example.com")
     idp.next_user(new_sub(), "removed-at-idp@example.com")
-    await link(browser, client, account.auth, "test")
+    await link(browser, client, account.auth, "test", password=account.password)
     me = await client.get("/api/v1/users/me", headers=account.auth)
     revoked_before = idp.stats()["revocations"]
 
@@ -183,3 +203,82 @@ async def test_an_admin_deleting_a_user_revokes_its_provider_tokens(
     async with runtime.sessionmaker() as db:
         assert (await db.execute(select(ProviderToken))).first() is None
     assert await _revoked_events(runtime) == [{"provider": "test", "outcome": "revoked"}]
+
+
+LINK_URL = "/api/v1/oauth/test/link"
+
+
+async def test_a_bearer_token_alone_does_not_link_a_provider(
+    client: httpx.AsyncClient, flows: Flows, runtime: Runtime
+) -> None:
+    """Issue 11: a stolen access token must not become a permanent backdoor."""
+    account = await flows.signed_up("guarded@example.com")
+    for body in ({}, {"password": "not the password at all"}):
+        response = await client.post(LINK_URL, headers=account.auth, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_password"
+        assert "set-cookie" not in response.headers
+    async with runtime.sessionmaker() as db:
+        assert (await db.execute(select(OAuthState))).first() is None
+
+
+async def test_linking_emails_the_owner_when_started_and_when_done(
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer
+) -> None:
+    account = await flows.signed_up("told@example.com")
+    before = len(flows.sink.to(account.email))
+    idp.next_user(new_sub(), "other-address@example.com")
+    done = await link(browser, client, account.auth, "test", password=account.password)
+    assert query_of(done.headers["location"]) == {"linked": "test"}
+    mails = await flows.sink.wait_for(account.email, before + 2)
+    subjects = [m.subject for m in mails[before:]]
+    assert any("Connecting test" in s for s in subjects), subjects
+    assert any("test was connected" in s for s in subjects), subjects
+
+    # An identity the owner linked signs in although its address is not the account's.
+    client.cookies.clear()
+    sub_pair = await browser.tokens()
+    me = (await client.get("/api/v1/users/me", headers=bearer(sub_pair))).json()
+    assert me["email"] == account.email
+
+
+async def test_an_account_without_password_needs_a_fresh_sign_in_to_link(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    idp.next_user(new_sub(), "oauth-only@example.com")
+    pair = await browser.tokens()
+    with shifted(timedelta(minutes=6)):
+        # Refreshing keeps the sign-in time: the session is as old as its sign-in.
+        refreshed = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        response = await client.post(LINK_URL, headers=bearer(refreshed.json()), json={})
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "reauthentication_required"
+    async with runtime.sessionmaker() as db:
+        assert (
+            await db.execute(select(OAuthState).where(OAuthState.link_user_id.is_not(None)))
+        ).first() is None
+    fresh = await client.post(LINK_URL, headers=bearer(pair), json={})
+    assert fresh.status_code == 200, fresh.text
+
+
+class TestThrottle:
+    @pytest.fixture
+    def settings_overrides(self, oidc_server: OidcServer) -> dict[str, Any]:
+        return {**base_overrides(oidc_server.url), "rate_limits_enabled": True}
+
+    async def test_wrong_link_passwords_count_in_the_login_throttle(
+        self, client: httpx.AsyncClient, flows: Flows
+    ) -> None:
+        account = await flows.signed_up("throttled@example.com")
+        statuses = []
+        for _ in range(12):
+            response = await client.post(
+                LINK_URL, headers=account.auth, json={"password": "wrong-password-guess"}
+            )
+            statuses.append(response.status_code)
+        assert 429 in statuses, statuses
+        # The same account's password login is throttled too: one per-account budget.
+        assert (await flows.login(account.email, "another-wrong-guess")).status_code == 429

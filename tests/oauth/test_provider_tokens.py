@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from authgate.audit import AuditService
+from authgate.config import Settings
 from authgate.core.security.crypto import DecryptionError, EncryptionService, parse_key_ring
 from authgate.core.time import utc_now
 from authgate.models import AuditEvent, Base, ProviderToken, User
@@ -23,6 +25,7 @@ from authgate.oauth.tokens import TokenService, associated_data, reencrypt_provi
 from authgate.runtime import Runtime
 from tests.oauth.conftest import (
     INTERNAL_CLIENT,
+    TOKEN_CLIENT,
     Browser,
     OidcServer,
     base_overrides,
@@ -30,6 +33,7 @@ from tests.oauth.conftest import (
     new_sub,
 )
 
+TOKEN_URL = "/api/v1/oauth/internal/provider-token"
 OLD_KEY = "old:" + base64.b64encode(os.urandom(32)).decode()
 NEW_KEY = "new:" + base64.b64encode(os.urandom(32)).decode()
 
@@ -229,24 +233,27 @@ async def test_a_refused_refresh_reports_the_token_unavailable(
             await runtime.provider_tokens.get_valid_access_token(db, user_id, "test")
 
 
-async def test_internal_endpoint_requires_an_introspection_client(
+async def test_internal_endpoint_requires_a_provider_token_client(
     browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
 ) -> None:
     user_id = await signed_in_user(browser, idp, runtime, "svc@example.com")
     body = {"user_id": str(user_id), "provider": "test"}
-    url = "/api/v1/oauth/internal/provider-token"
     for headers in (
         {},
-        basic_auth(INTERNAL_CLIENT[0], "wrong"),
+        basic_auth(TOKEN_CLIENT[0], "wrong"),
+        basic_auth(TOKEN_CLIENT[0], TOKEN_CLIENT[1][:-1]),
         basic_auth("nobody", "x"),
+        # Issue 11: an introspection client no longer reads provider tokens.
+        basic_auth(*INTERNAL_CLIENT),
         {"Authorization": "Bearer x"},
     ):
-        response = await client.post(url, json=body, headers=headers)
+        response = await client.post(TOKEN_URL, json=body, headers=headers)
         assert response.status_code == 401, headers
         assert response.json()["code"] == "invalid_client"
+        assert response.headers["www-authenticate"].startswith("Basic")
         assert "access_token" not in response.text
 
-    response = await client.post(url, json=body, headers=basic_auth(*INTERNAL_CLIENT))
+    response = await client.post(TOKEN_URL, json=body, headers=basic_auth(*TOKEN_CLIENT))
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     access, _ = plaintexts(runtime.encryption, await stored(runtime, user_id))
@@ -254,11 +261,11 @@ async def test_internal_endpoint_requires_an_introspection_client(
     assert response.json()["token_type"].lower() == "bearer"
 
     unknown = {"user_id": str(uuid.uuid4()), "provider": "test"}
-    response = await client.post(url, json=unknown, headers=basic_auth(*INTERNAL_CLIENT))
+    response = await client.post(TOKEN_URL, json=unknown, headers=basic_auth(*TOKEN_CLIENT))
     assert response.status_code == 409
     assert response.json()["code"] == "provider_token_unavailable"
     response = await client.post(
-        url, json={**body, "provider": "nope"}, headers=basic_auth(*INTERNAL_CLIENT)
+        TOKEN_URL, json={**body, "provider": "nope"}, headers=basic_auth(*TOKEN_CLIENT)
     )
     assert response.status_code == 404
 
@@ -272,7 +279,72 @@ async def test_internal_endpoint_requires_an_introspection_client(
             .scalars()
             .all()
         )
-    assert [e.detail for e in events] == [{"provider": "test", "caller": "backend"}]
+    assert [e.detail for e in events] == [{"provider": "test", "caller": "product-api"}]
+
+
+async def test_a_client_reads_only_its_listed_providers(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    idp.next_user("9001", "gh-user@example.com")
+    await browser.tokens("github")
+    async with runtime.sessionmaker() as db:
+        user_id = (
+            await db.execute(select(User.id).where(User.email == "gh-user@example.com"))
+        ).scalar_one()
+    body = {"user_id": str(user_id), "provider": "github"}
+    response = await client.post(TOKEN_URL, json=body, headers=basic_auth(*TOKEN_CLIENT))
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "forbidden"
+    assert "access_token" not in response.text
+    async with runtime.sessionmaker() as db:
+        read = await db.execute(
+            select(AuditEvent).where(AuditEvent.type == "provider_token_accessed")
+        )
+        assert read.first() is None
+
+
+class TestOffByDefault:
+    @pytest.fixture
+    def settings_overrides(self, oidc_server: OidcServer) -> dict[str, Any]:
+        return {**base_overrides(oidc_server.url), "provider_token_clients": []}
+
+    async def test_the_endpoint_is_404_without_clients(
+        self, browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+    ) -> None:
+        user_id = await signed_in_user(browser, idp, runtime, "off@example.com")
+        body = {"user_id": str(user_id), "provider": "test"}
+        for headers in ({}, basic_auth(*INTERNAL_CLIENT), basic_auth(*TOKEN_CLIENT)):
+            response = await client.post(TOKEN_URL, json=body, headers=headers)
+            assert response.status_code == 404, response.text
+            assert "access_token" not in response.text
+
+
+def test_provider_token_clients_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        provider_token_clients='["a:s3cr:et:test|github", "b:other:test"]',
+    )
+    [a, _b] = settings.provider_token_clients
+    assert (a.client_id, a.secret.get_secret_value(), a.providers) == (
+        "a",
+        "s3cr:et",
+        frozenset({"test", "github"}),
+    )
+    assert "s3cr" not in repr(settings)
+    comma = Settings(_env_file=None, provider_token_clients="a:s:test, b:t:x|y")
+    assert [c.client_id for c in comma.provider_token_clients] == ["a", "b"]
+    for bad in ("a:secret", "a::test", ":s:test", "a:s:", "a:s:test,a:t:test"):
+        with pytest.raises(ValidationError) as caught:
+            Settings(_env_file=None, provider_token_clients=bad)
+        assert "secret" not in str(caught.value).replace("client_id:secret", "")
+    short = Settings(_env_file=None, env="production", provider_token_clients="a:short:test")
+    assert any("PROVIDER_TOKEN_CLIENTS" in p for p in short.production_problems())
+    long = Settings(
+        _env_file=None,
+        env="production",
+        provider_token_clients="a:" + "x" * 32 + ":test",
+    )
+    assert not any("PROVIDER_TOKEN_CLIENTS" in p for p in long.production_problems())
 
 
 async def test_no_secret_reaches_the_logs(

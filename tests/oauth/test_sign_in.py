@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
-from authgate.core.time import shifted
+from authgate.core.time import shifted, utc_now
+from authgate.housekeeping import Housekeeper
 from authgate.models import AuthSession, OAuthState
 from authgate.runtime import Runtime
-from tests.oauth.conftest import REDIRECT_URL, Browser, OidcServer, counts, new_sub, query_of
+from tests.oauth.conftest import (
+    REDIRECT_URL,
+    Browser,
+    OidcServer,
+    base_overrides,
+    counts,
+    new_sub,
+    query_of,
+)
 
 
 async def test_providers_are_listed(client: httpx.AsyncClient) -> None:
@@ -65,12 +77,16 @@ async def test_full_sign_in_creates_then_reuses_the_user(
     final = await browser.sign_in()
     location = final.headers["location"]
     assert location.startswith(REDIRECT_URL + "?code=ago_")
-    assert "set-cookie" in final.headers and "max-age=0" in final.headers["set-cookie"].lower()
+    # The binding cookie now carries the redemption binding, for the code's lifetime.
+    redemption = final.headers["set-cookie"].lower()
+    assert redemption.startswith("ag_oauth_") and "max-age=60" in redemption
+    assert "httponly" in redemption and "path=/api/v1/oauth" in redemption
 
     code = query_of(location)["code"]
     response = await client.post("/api/v1/oauth/token", json={"code": code})
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
+    assert "max-age=0" in response.headers["set-cookie"].lower()  # the redemption cookie goes
     pair = response.json()
     assert pair["token_type"] == "Bearer" and pair["refresh_token"].startswith("agr_")
     me = await client.get(
@@ -161,3 +177,81 @@ async def test_github_kind_provider_signs_in(
         "/api/v1/oauth/connections", headers={"Authorization": f"Bearer {pair['access_token']}"}
     )
     assert [c["provider"] for c in conns.json()] == ["github"]
+
+
+async def test_the_code_is_redeemable_only_by_the_browser_that_ran_the_flow(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    """Issue 11: an ``ago_`` code that leaks (Referer, history, logs) is useless elsewhere, and
+    is burnt: presented without its cookie it is spent, so the leak cannot be retried."""
+    idp.next_user(new_sub(), "bound@example.com")
+    code = await browser.code()
+    jar = dict(client.cookies)
+    client.cookies.clear()
+    elsewhere = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert elsewhere.status_code == 400 and elsewhere.json()["code"] == "invalid_token"
+    for name, value in jar.items():
+        client.cookies.set(name, value)
+    late = await client.post("/api/v1/oauth/token", json={"code": code})
+    assert late.status_code == 400 and late.json()["code"] == "invalid_token"
+    assert (await counts(runtime)).sessions == 0
+
+
+async def test_another_flows_cookie_does_not_redeem_a_code(
+    browser: Browser, client: httpx.AsyncClient, idp: OidcServer, runtime: Runtime
+) -> None:
+    """The attacker's own flow gives them a cookie; it does not fit the victim's code."""
+    idp.next_user(new_sub(), "victim-code@example.com")
+    victim_code = await browser.code()
+    client.cookies.clear()
+    idp.next_user(new_sub(), "attacker-code@example.com")
+    await browser.code()  # the attacker's browser now holds its own redemption cookie
+    stolen = await client.post("/api/v1/oauth/token", json={"code": victim_code})
+    assert stolen.status_code == 400 and stolen.json()["code"] == "invalid_token"
+    assert (await counts(runtime)).sessions == 0
+
+
+class TestHttpsCookies:
+    @pytest.fixture
+    def settings_overrides(self, oidc_server: OidcServer) -> dict[str, Any]:
+        return {**base_overrides(oidc_server.url), "public_url": "https://auth.app.test"}
+
+    async def test_binding_cookie_is_host_prefixed_on_https(self, browser: Browser) -> None:
+        response = await browser.authorize()
+        assert response.status_code == 302, response.text
+        cookie = response.headers["set-cookie"]
+        assert cookie.startswith("__Host-ag_oauth_"), cookie
+        lowered = cookie.lower()
+        assert "; secure" in lowered and "path=/;" in lowered and "domain" not in lowered
+
+
+async def test_expired_states_are_purged_by_the_housekeeper(
+    browser: Browser, runtime: Runtime
+) -> None:
+    assert (await browser.authorize()).status_code == 302
+    assert await runtime.housekeeper.run_once() == 0  # still pending
+    with shifted(timedelta(seconds=601)):
+        assert (await browser.authorize()).status_code == 302
+        assert await runtime.housekeeper.run_once() == 1
+    async with runtime.sessionmaker() as db:
+        assert len((await db.execute(select(OAuthState))).scalars().all()) == 1
+
+
+async def test_the_housekeeper_loop_purges_periodically(browser: Browser, runtime: Runtime) -> None:
+    """The loop ``serve`` (with the dispatcher) and ``authgate worker`` run in the background."""
+    assert (await browser.authorize()).status_code == 302
+    async with runtime.sessionmaker() as db:
+        await db.execute(update(OAuthState).values(expires_at=utc_now() - timedelta(seconds=1)))
+        await db.commit()
+    housekeeper = Housekeeper(runtime.sessionmaker, interval=0.05)
+    await housekeeper.start()
+    try:
+        for _ in range(100):
+            async with runtime.sessionmaker() as db:
+                if (await db.execute(select(OAuthState))).first() is None:
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the expired state was not purged")
+    finally:
+        await housekeeper.stop()

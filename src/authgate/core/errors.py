@@ -156,6 +156,15 @@ class Forbidden(AuthgateError):
     default_detail = "You are not allowed to do this."
 
 
+class ReauthenticationRequired(AuthgateError):
+    """The action needs a recent sign-in (an account without a password cannot re-enter one)."""
+
+    status = 403
+    code = "reauthentication_required"
+    title = "Reauthentication required"
+    default_detail = "Sign in again (within the last 5 minutes) to do this."
+
+
 class NotFound(AuthgateError):
     status = 404
     code = "not_found"

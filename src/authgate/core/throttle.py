@@ -52,6 +52,7 @@ from authgate.core.metrics import RATE_LIMITED
 from authgate.core.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimiter
 from authgate.core.store import Store, StoreUnavailable, key_digest
 from authgate.core.time import utc_now
+from authgate.users.emails import email_key
 
 logger = logging.getLogger("authgate.throttle")
 
@@ -66,10 +67,12 @@ KNOWN_DEVICE_TTL = 90 * 24 * 3600.0
 def account_key(address: str | None, raw: str = "") -> str:
     """The one per-account key of the throttle and the per-address limits.
 
-    The case-folded normalised address, or the stripped raw input when it is not an address
-    (so an invalid address is throttled like any other). A user's key is ``account_key(user.email)``.
+    The address's uniqueness key (``users.emails.email_key``: ASCII letters folded, so two
+    mailboxes that only Unicode case-folding would merge keep apart), or the stripped raw input
+    when it is not an address (so an invalid address is throttled like any other). A user's key
+    is ``account_key(user.email)``.
     """
-    return (address or raw.strip()).casefold()
+    return email_key(address) if address else email_key(raw.strip())
 
 
 class LoginThrottle:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.core.db import Base
@@ -28,3 +28,8 @@ class OAuthIdentity(Base):
     email_verified: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: True when the signed-in owner connected it (``POST /oauth/{provider}/link``, password or a
+    #: fresh sign-in confirmed): trusted whatever its address. False when it created or joined
+    #: the account by address: then it signs in only while it proves the user's current address
+    #: (``email_verified`` and ``email`` equal to the user's, case-insensitively).
+    linked_by_owner: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -7,8 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService
 from authgate.config import Settings
+from authgate.core.email import EmailService
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.opaque import OpaqueTokens
+from authgate.core.security.passwords import PasswordService
+from authgate.core.throttle import LoginThrottle
+from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderRegistry
 from authgate.oauth.service import OAuthService
 from authgate.oauth.tokens import TokenService
@@ -28,6 +32,9 @@ def build_oauth(
     sessions: SessionService,
     action_tokens: ActionTokenService,
     users: UserRepository,
+    passwords: PasswordService,
+    throttle: LoginThrottle,
+    email: EmailService,
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 
@@ -35,5 +42,14 @@ def build_oauth(
     providers = ProviderRegistry(settings)
     tokens = TokenService(sessionmaker, encryption, audit, providers)
     return OAuthService(
-        settings, providers, tokens, action_tokens, sessions, opaque, encryption, audit, users
+        settings,
+        providers,
+        tokens,
+        action_tokens,
+        sessions,
+        opaque,
+        encryption,
+        audit,
+        users,
+        LinkGuard(passwords, throttle, email),
     )

@@ -24,6 +24,8 @@ class FlowError(StrEnum):
     account_disabled = "account_disabled"
     already_linked = "already_linked"
     email_required = "email_required"
+    #: The provider did not verify the address, or the identity no longer proves the user's.
+    email_not_verified = "email_not_verified"
     server_error = "server_error"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.models import OAuthIdentity, OAuthState, ProviderToken
+from authgate.oauth.proof import proves_owner
 
 
 class OAuthRepository:
@@ -36,6 +37,15 @@ class OAuthRepository:
             .execution_options(synchronize_session=False)
         )
         return result.first() is not None
+
+    async def purge_expired_states(self, db: AsyncSession, now: datetime) -> int:
+        """Delete pending sign-ins that can no longer complete (expired; a spent one expires too)."""
+        result = await db.execute(
+            delete(OAuthState)
+            .where(OAuthState.expires_at < now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # -- identities -------------------------------------------------------------------------
 
@@ -73,6 +83,31 @@ class OAuthRepository:
 
     async def delete_identity(self, db: AsyncSession, identity_id: uuid.UUID) -> None:
         await db.execute(delete(OAuthIdentity).where(OAuthIdentity.id == identity_id))
+
+    async def delete_unproven_identities(
+        self, db: AsyncSession, user_id: uuid.UUID, email: str
+    ) -> int:
+        """Delete every identity of the user that neither proved ``email`` itself (the provider
+        verified that very address, compared case-insensitively) nor was connected by the
+        signed-in owner; their provider tokens go with them (ON DELETE CASCADE). Returns how
+        many were deleted.
+
+        For the flows that establish who owns an address by a password (registration, reset,
+        verification): an identity that joined the account by another or unverified address
+        must not survive into the account of the address's proven owner.
+        """
+        identities = await self.identities_of_user(db, user_id)
+        doomed = [i.id for i in identities if not proves_owner(i, email)]
+        if doomed:
+            await db.execute(
+                delete(OAuthIdentity)
+                .where(OAuthIdentity.id.in_(doomed))
+                .execution_options(synchronize_session=False)
+            )
+            for identity in identities:
+                if identity.id in doomed:
+                    db.expunge(identity)
+        return len(doomed)
 
     # -- provider tokens --------------------------------------------------------------------
 

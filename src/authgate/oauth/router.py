@@ -7,12 +7,21 @@ import binascii
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from authgate.auth.schemas import TokenPair
-from authgate.core.errors import InvalidClient
-from authgate.deps import ClientDep, CurrentUser, RuntimeDep, SessionDep, SettingsDep
+from authgate.config import ProviderTokenClient
+from authgate.core.errors import InvalidClient, NotFound
+from authgate.deps import (
+    ClientDep,
+    CurrentPrincipal,
+    CurrentUser,
+    RuntimeDep,
+    SessionDep,
+    SettingsDep,
+)
+from authgate.oauth.flow import STATE_TTL, CallbackParams, CookiePolicy, FlowStart
 from authgate.oauth.schemas import (
     AuthorizationUrl,
     ConnectionOut,
@@ -22,7 +31,6 @@ from authgate.oauth.schemas import (
     ProviderTokenOut,
     ProviderTokenRequest,
 )
-from authgate.oauth.service import COOKIE_PATH, STATE_TTL, CallbackParams, FlowStart
 from authgate.problems import error_responses
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
@@ -32,16 +40,28 @@ REDIRECT: dict[int | str, dict[str, Any]] = {302: {"description": "Redirect (Loc
 Param = Annotated[str | None, Query(max_length=2048)]
 
 
-def _set_binding_cookie(response: Response, start: FlowStart, secure: bool) -> None:
+def _set_cookie(
+    response: Response, policy: CookiePolicy, name: str, value: str, max_age: int
+) -> None:
     response.set_cookie(
-        start.cookie_name,
-        start.cookie_value,
-        max_age=STATE_TTL,
-        path=COOKIE_PATH,
-        secure=secure,
+        name,
+        value,
+        max_age=max_age,
+        path=policy.path,
+        secure=policy.secure,
         httponly=True,
         samesite="lax",
     )
+
+
+def _clear_cookie(response: Response, policy: CookiePolicy, name: str) -> None:
+    response.delete_cookie(
+        name, path=policy.path, secure=policy.secure, httponly=True, samesite="lax"
+    )
+
+
+def _set_binding_cookie(response: Response, policy: CookiePolicy, start: FlowStart) -> None:
+    _set_cookie(response, policy, start.cookie_name, start.cookie_value, STATE_TTL)
 
 
 @router.get(
@@ -88,20 +108,32 @@ async def unlink(
 )
 async def token(
     body: OAuthCodeRequest,
+    request: Request,
     response: Response,
     db: SessionDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> TokenPair:
-    """Exchanges the one-time ``ago_`` code from the callback redirect for a session."""
+    """Exchanges the one-time ``ago_`` code from the callback redirect for a session. The
+    redemption cookie set by the callback must come along (send the request with credentials);
+    without it the code is spent and the answer is 400 ``invalid_token``."""
     await runtime.limiter.hit("token_consume_ip", client.ip_address or "unknown")
-    issued = await runtime.oauth.redeem(db, body.code, client)
+    redeemed = await runtime.oauth.redeem(db, body.code, request.cookies, client)
+    _clear_cookie(response, runtime.oauth.cookies, redeemed.cookie_name)
     response.headers.update(NO_STORE)
-    return TokenPair.of(issued)
+    return TokenPair.of(redeemed.issued)
 
 
-def _internal_client(request: Request, settings: SettingsDep) -> str:
-    """HTTP Basic of an introspection client (AUTHGATE_INTROSPECTION_CLIENTS), constant time."""
+#: Compared against when the client id is unknown, so both cases take the same time.
+_NO_SECRET = b"\x00" * 64
+
+
+async def provider_token_client(request: Request, settings: SettingsDep) -> ProviderTokenClient:
+    """HTTP Basic of an AUTHGATE_PROVIDER_TOKEN_CLIENTS client, secret compared in constant
+    time. 404 while no client is configured (the endpoint is off); 401 ``invalid_client`` with
+    ``WWW-Authenticate: Basic`` otherwise. Introspection clients are not accepted here."""
+    if not settings.provider_token_clients:
+        raise NotFound()
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic" or len(value) > 1024:
         raise InvalidClient()
@@ -109,43 +141,43 @@ def _internal_client(request: Request, settings: SettingsDep) -> str:
         client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise InvalidClient() from None
-    expected = settings.introspection_credentials.get(client_id)
-    matches = secrets.compare_digest((expected or "\x00").encode(), secret.encode())
-    if expected is None or not matches:
+    found = next((c for c in settings.provider_token_clients if c.client_id == client_id), None)
+    expected = found.secret.get_secret_value().encode() if found is not None else _NO_SECRET
+    matches = secrets.compare_digest(expected, secret.encode())
+    if found is None or not matches:
         raise InvalidClient()
-    return client_id
+    return found
+
+
+ProviderTokenCaller = Annotated[ProviderTokenClient, Depends(provider_token_client)]
 
 
 @router.post(
     "/internal/provider-token",
     status_code=status.HTTP_200_OK,
     response_model=ProviderTokenOut,
-    responses=error_responses(401, 404, 409, 422, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def provider_token(
-    request: Request,
+    caller: ProviderTokenCaller,
     body: ProviderTokenRequest,
     response: Response,
     db: SessionDep,
     runtime: RuntimeDep,
-    settings: SettingsDep,
     client: ClientDep,
 ) -> ProviderTokenOut:
-    """For trusted back-end services only (HTTP Basic of an introspection client): a valid access
-    token of the user at the provider, refreshed when needed. Every call is audited."""
-    caller = _internal_client(request, settings)
-    await runtime.limiter.hit("introspect_client", caller)
-    runtime.oauth.providers.config(body.provider)
-    access = await runtime.oauth.tokens.get_valid_access_token(
-        db, body.user_id, body.provider, client=client, caller=caller
-    )
-    info = await runtime.oauth.tokens.token_info(db, body.user_id, body.provider)
+    """For the product's own back-end services (HTTP Basic of an AUTHGATE_PROVIDER_TOKEN_CLIENTS
+    client; 404 while none is configured): a valid access token of the user at the provider,
+    refreshed when needed. A provider not listed for the client → 403 ``forbidden``. Every read
+    is audited with the client id."""
+    await runtime.limiter.hit("introspect_client", caller.client_id)
+    read = await runtime.oauth.read_provider_token(db, caller, body.user_id, body.provider, client)
     response.headers.update(NO_STORE)
     return ProviderTokenOut(
-        access_token=access,
-        token_type=(info.token_type if info and info.token_type else "Bearer"),
-        expires_at=info.expires_at if info else None,
-        scope=info.scope if info else None,
+        access_token=read.access_token,
+        token_type=read.token_type,
+        expires_at=read.expires_at,
+        scope=read.scope,
     )
 
 
@@ -168,7 +200,7 @@ async def authorize(
     await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     start = await runtime.oauth.start(db, provider, redirect_url)
     response = RedirectResponse(start.authorization_url, status_code=status.HTTP_302_FOUND)
-    _set_binding_cookie(response, start, settings.public_url.startswith("https://"))
+    _set_binding_cookie(response, runtime.oauth.cookies, start)
     return response
 
 
@@ -198,14 +230,12 @@ async def callback(
         db, provider, CallbackParams(state, code, error, iss), dict(request.cookies), client
     )
     response = RedirectResponse(end.location, status_code=status.HTTP_302_FOUND)
-    if end.cookie_name is not None:
-        response.delete_cookie(
-            end.cookie_name,
-            path=COOKIE_PATH,
-            secure=settings.public_url.startswith("https://"),
-            httponly=True,
-            samesite="lax",
-        )
+    policy = runtime.oauth.cookies
+    if end.cookie_value is not None:
+        ttl = settings.oauth_code_ttl
+        _set_cookie(response, policy, end.cookie_name, end.cookie_value, ttl)
+    else:
+        _clear_cookie(response, policy, end.cookie_name)
     return response
 
 
@@ -213,24 +243,33 @@ async def callback(
     "/{provider}/link",
     status_code=status.HTTP_200_OK,
     response_model=AuthorizationUrl,
-    responses=error_responses(400, 401, 404, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 429, 503),
 )
 async def link(
     provider: str,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
+    body: LinkRequest,
     response: Response,
     db: SessionDep,
     runtime: RuntimeDep,
-    settings: SettingsDep,
     client: ClientDep,
-    body: LinkRequest | None = None,
 ) -> AuthorizationUrl:
     """Starts connecting a provider to the signed-in account: open ``authorization_url`` in the
-    browser. Sets the same binding cookie as /authorize, so call it with credentials."""
+    browser. Body ``{password, redirect_url?}``: the current password (wrong → 400
+    ``invalid_password``, counted in the per-account login throttle); an account without a
+    password needs a sign-in younger than 5 minutes instead (else 403
+    ``reauthentication_required``). The owner is emailed now and when the link completes. Sets
+    the same binding cookie as /authorize, so call it with credentials."""
     await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
-    start = await runtime.oauth.start(
-        db, provider, body.redirect_url if body else None, link_user=user
+    start = await runtime.oauth.start_link(
+        db,
+        principal.user,
+        principal.session,
+        provider,
+        body.password,
+        body.redirect_url,
+        client,
     )
-    _set_binding_cookie(response, start, settings.public_url.startswith("https://"))
+    _set_binding_cookie(response, runtime.oauth.cookies, start)
     response.headers.update(NO_STORE)
     return AuthorizationUrl(authorization_url=start.authorization_url)

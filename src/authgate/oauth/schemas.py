@@ -21,6 +21,8 @@ class AuthorizationUrl(BaseModel):
 
 
 class LinkRequest(Strict):
+    #: The current password; an account without one needs a sign-in younger than 5 minutes.
+    password: str | None = Field(default=None, max_length=10_000)
     #: Where the browser returns after linking; must be in the allowlist (default: its first entry).
     redirect_url: str | None = Field(default=None, max_length=2048)
 

@@ -6,6 +6,16 @@ provider's authorization URL. ``callback`` checks the state, the cookie, spends 
 conditional UPDATE, exchanges the code, validates the ID token, finds or creates the user (see
 ``accounts``) and sends the browser back to the allowlisted ``redirect_url`` with a one-time
 ``ago_`` code (or ``?error=``). ``redeem`` turns that code into a session.
+
+The one-time code is bound to the browser too: the callback replaces the binding cookie by a fresh
+redemption cookie (same name, ``AUTHGATE_OAUTH_CODE_TTL``) whose keyed hash travels in the code's
+``data``; ``POST /oauth/token`` without that cookie is refused and the code is spent all the same
+(a code presented without its browser has leaked: it is burnt rather than left to be retried).
+On https the cookies carry the ``__Host-`` prefix (Secure, ``Path=/``, no Domain: a sibling
+subdomain cannot plant one); on http (development) they have no prefix and ``Path=/api/v1/oauth``.
+
+Linking (``start_link``) first re-confirms the owner (``linking.LinkGuard``) and emails a notice,
+and the completed link is emailed too.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import json
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -25,13 +35,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
-from authgate.config import Settings
-from authgate.core.errors import InvalidToken, NotFound
+from authgate.config import ProviderTokenClient, Settings
+from authgate.core.errors import Forbidden, InvalidToken, NotFound
 from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.time import utc_now
-from authgate.models import ActionKind, OAuthIdentity, OAuthState, User
+from authgate.models import ActionKind, AuthSession, OAuthIdentity, OAuthState, User
 from authgate.oauth.accounts import AccountLinker
 from authgate.oauth.errors import (
     FlowError,
@@ -43,51 +53,39 @@ from authgate.oauth.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from authgate.oauth.flow import (
+    STATE_TTL,
+    CallbackParams,
+    CookiePolicy,
+    FlowEnd,
+    FlowStart,
+    ProviderTokenRead,
+    Redeemed,
+    binding_cookie_name,
+    state_associated_data,
+)
 from authgate.oauth.idtoken import IdTokenValidator
+from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderMetadata, ProviderProfile, ProviderRegistry, add_query
 from authgate.oauth.repository import OAuthRepository
 from authgate.oauth.tokens import TokenService
-from authgate.sessions.service import IssuedTokens, SessionService
+from authgate.sessions.service import SessionService
 from authgate.users.emails import try_normalize_email
 from authgate.users.repository import UserRepository
 
 logger = logging.getLogger("authgate.oauth")
 
-#: How long a started sign-in may take at the provider (state row and binding cookie).
-STATE_TTL = 600
-COOKIE_PATH = "/api/v1/oauth"
-COOKIE_PREFIX = "ag_oauth_"
-
-
-def state_associated_data(state_id: uuid.UUID) -> bytes:
-    return f"oauth_state:{state_id}".encode()
-
-
-def binding_cookie_name(state_hash: str) -> str:
-    """One cookie per pending sign-in, so two tabs do not overwrite each other's binding."""
-    return COOKIE_PREFIX + state_hash[:16]
-
-
-@dataclass(frozen=True, slots=True)
-class FlowStart:
-    authorization_url: str
-    cookie_name: str
-    cookie_value: str
-
-
-@dataclass(frozen=True, slots=True)
-class FlowEnd:
-    location: str
-    #: The binding cookie to clear (None when the state was unknown).
-    cookie_name: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackParams:
-    state: str | None
-    code: str | None
-    error: str | None
-    iss: str | None
+__all__ = [
+    "STATE_TTL",
+    "CallbackParams",
+    "CookiePolicy",
+    "FlowEnd",
+    "FlowStart",
+    "OAuthService",
+    "Redeemed",
+    "binding_cookie_name",
+    "state_associated_data",
+]
 
 
 class OAuthService:
@@ -102,6 +100,7 @@ class OAuthService:
         encryption: EncryptionService,
         audit: AuditService,
         users: UserRepository,
+        link_guard: LinkGuard,
         repository: OAuthRepository | None = None,
     ) -> None:
         self._settings = settings
@@ -116,6 +115,8 @@ class OAuthService:
         self._repo = repository or OAuthRepository()
         self._id_tokens = IdTokenValidator(providers, settings.jwt_leeway)
         self._accounts = AccountLinker(settings, audit, users, self._repo)
+        self._link_guard = link_guard
+        self.cookies = CookiePolicy.of(settings)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -171,7 +172,34 @@ class OAuthService:
         url = self.providers.authorization_url(
             meta, state=state, code_verifier=verifier, nonce=nonce
         )
-        return FlowStart(url, binding_cookie_name(state_hash), binding)
+        return FlowStart(url, binding_cookie_name(state_hash, secure=self.cookies.secure), binding)
+
+    async def start_link(
+        self,
+        db: AsyncSession,
+        user: User,
+        session: AuthSession,
+        provider: str,
+        password: str | None,
+        redirect_url: str | None,
+        client: ClientInfo,
+    ) -> FlowStart:
+        """Start connecting a provider to the signed-in account, once the owner re-confirmed
+        (password, or a sign-in younger than 5 minutes without one); the owner is emailed."""
+        self.providers.config(provider)
+        self.check_redirect_url(redirect_url)
+        await self._link_guard.confirm(user, session, password, client)
+        start = await self.start(db, provider, redirect_url, link_user=user)
+        await self._link_guard.notify_started(db, user, provider)
+        self._audit.record(
+            db,
+            AuditType.oauth_link_started,
+            user_id=user.id,
+            session_id=session.id,
+            client=client,
+            detail={"provider": provider},
+        )
+        return start
 
     # -- the callback -----------------------------------------------------------------------
 
@@ -191,9 +219,10 @@ class OAuthService:
         row = await self._repo.state_by_hash(db, state_hash)
         if row is None:
             raise InvalidState()
-        cookie_name = binding_cookie_name(state_hash)
+        cookie_name = binding_cookie_name(state_hash, secure=self.cookies.secure)
+        redemption: str | None = None
         try:
-            location = await self._complete(
+            location, redemption = await self._complete(
                 db, provider, row, params, cookies.get(cookie_name), client
             )
         except FlowFailure as failure:
@@ -213,7 +242,7 @@ class OAuthService:
                 },
             )
             location = add_query(row.redirect_url, {"error": failure.code.value})
-        return FlowEnd(location, cookie_name)
+        return FlowEnd(location, cookie_name, redemption)
 
     async def _complete(
         self,
@@ -223,7 +252,8 @@ class OAuthService:
         params: CallbackParams,
         binding: str | None,
         client: ClientInfo,
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """The redirect location and, for a sign-in, the redemption binding for the cookie."""
         if binding is None or not hmac.compare_digest(
             self._opaque.hash(binding).encode(), row.binding_hash.encode()
         ):
@@ -259,6 +289,7 @@ class OAuthService:
         except ProviderError as exc:
             raise FlowFailure(FlowError.provider_error, str(exc)) from None
         email = try_normalize_email(profile.email) if profile.email else None
+        redemption: str | None = None
         try:
             async with db.begin_nested():
                 if row.link_user_id is not None:
@@ -280,14 +311,22 @@ class OAuthService:
                         client=client,
                         detail={"provider": provider},
                     )
+                    await self._link_guard.notify_linked(db, user, provider)
                     location = add_query(row.redirect_url, {"linked": provider})
                 else:
+                    redemption = secrets.token_urlsafe(32)
                     one_time = await self._action_tokens.issue(
                         db,
                         ActionKind.oauth_code,
                         user.id,
                         self._settings.oauth_code_ttl,
-                        data={"provider": provider},
+                        data={
+                            "provider": provider,
+                            "binding": self._opaque.hash(redemption),
+                            "cookie": binding_cookie_name(
+                                row.state_hash, secure=self.cookies.secure
+                            ),
+                        },
                     )
                     self._audit.record(
                         db,
@@ -301,7 +340,7 @@ class OAuthService:
         except IntegrityError:
             # A concurrent sign-in created the same identity or address first.
             raise FlowFailure(FlowError.server_error, "concurrent sign-in") from None
-        return location
+        return location, redemption
 
     def _unseal(self, row: OAuthState) -> tuple[str, str | None]:
         try:
@@ -349,12 +388,34 @@ class OAuthService:
 
     # -- the one-time code ------------------------------------------------------------------
 
-    async def redeem(self, db: AsyncSession, code: str, client: ClientInfo) -> IssuedTokens:
+    async def redeem(
+        self, db: AsyncSession, code: str, cookies: Mapping[str, str], client: ClientInfo
+    ) -> Redeemed:
+        """Spend the code, then check the browser's redemption cookie: without the right one the
+        code stays spent (``commit``) and the answer is 400 ``invalid_token`` like any bad code."""
         spent = await self._action_tokens.consume(db, ActionKind.oauth_code, code)
+        data = spent.data or {}
+        cookie_name = str(data.get("cookie", ""))
+        expected = str(data.get("binding", ""))
+        presented = cookies.get(cookie_name) if cookie_name else None
+        if (
+            not expected
+            or presented is None
+            or not hmac.compare_digest(self._opaque.hash(presented).encode(), expected.encode())
+        ):
+            logger.info("oauth.code.unbound", extra={"user_id": str(spent.user_id)})
+            self._audit.record(
+                db,
+                AuditType.login_failed,
+                user_id=spent.user_id,
+                client=client,
+                detail={"method": "oauth", "reason": "code_without_its_browser"},
+            )
+            raise InvalidToken(commit=True)
         user = await self._users.by_id(db, spent.user_id)
-        if user is None or not user.is_active:
+        if user is None or not user.is_active or not user.email_verified:
             raise InvalidToken()
-        provider = str((spent.data or {}).get("provider", "unknown"))
+        provider = str(data.get("provider", "unknown"))
         issued = await self._sessions.open(db, user, client, method=f"oauth:{provider}")
         await self._users.set_last_login(db, user, utc_now())
         self._audit.record(
@@ -365,7 +426,38 @@ class OAuthService:
             client=client,
             detail={"method": f"oauth:{provider}"},
         )
-        return issued
+        return Redeemed(issued, cookie_name)
+
+    # -- the provider-token vault, for the product's back-end services ----------------------
+
+    async def read_provider_token(
+        self,
+        db: AsyncSession,
+        caller: ProviderTokenClient,
+        user_id: uuid.UUID,
+        provider: str,
+        client: ClientInfo,
+    ) -> ProviderTokenRead:
+        """The user's valid access token at ``provider`` for a provider-token client: 404 for
+        an unknown provider, 403 ``forbidden`` for a provider not listed for the client. The
+        read is audited with the client id."""
+        self.providers.config(provider)
+        if provider not in caller.providers:
+            logger.warning(
+                "oauth.provider_token.forbidden",
+                extra={"caller": caller.client_id, "provider": provider},
+            )
+            raise Forbidden("This client may not read tokens of this provider.")
+        access = await self.tokens.get_valid_access_token(
+            db, user_id, provider, client=client, caller=caller.client_id
+        )
+        info = await self.tokens.token_info(db, user_id, provider)
+        return ProviderTokenRead(
+            access_token=access,
+            token_type=info.token_type if info and info.token_type else "Bearer",
+            expires_at=info.expires_at if info else None,
+            scope=info.scope if info else None,
+        )
 
     # -- connections ------------------------------------------------------------------------
 

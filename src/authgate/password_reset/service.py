@@ -7,7 +7,9 @@ every session, does not sign the user in, and sends a notice.
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,10 +22,18 @@ from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle, account_key
 from authgate.core.time import utc_now
-from authgate.models import ActionKind, User
+from authgate.models import ActionKind, OAuthIdentity, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.verification.service import AddressProvenHook
+
+
+class ConnectionLister(Protocol):
+    """What the password-changed mail needs of the provider connections (``OAuthRepository``)."""
+
+    async def identities_of_user(
+        self, db: AsyncSession, user_id: uuid.UUID
+    ) -> Sequence[OAuthIdentity]: ...
 
 
 def password_context(user: User) -> list[str | None]:
@@ -44,6 +54,7 @@ class PasswordResetService:
         throttle: LoginThrottle,
         *,
         on_address_proven: AddressProvenHook | None = None,
+        connections: ConnectionLister | None = None,
     ) -> None:
         self._settings = settings
         self._throttle = throttle
@@ -54,6 +65,7 @@ class PasswordResetService:
         self._audit = audit
         self._users = users
         self._proven = on_address_proven
+        self._connections = connections
         email.register_job(EmailJob.password_reset_request, self._run_request)
 
     async def request(
@@ -123,6 +135,11 @@ class PasswordResetService:
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
         return user
 
+    async def _linked_providers(self, db: AsyncSession, user: User) -> list[str]:
+        if self._connections is None:
+            return []
+        return sorted({i.provider for i in await self._connections.identities_of_user(db, user.id)})
+
     async def set_password(self, db: AsyncSession, user: User, new_password: str) -> None:
         """Hash and store a (validated) password; outstanding reset links stop working and the
         owner is told by email (whether it was a reset or a change)."""
@@ -133,6 +150,7 @@ class PasswordResetService:
             db,
             to=user.email,
             template=EmailTemplate.password_changed,
-            context={"name": user.name},
+            # The providers that can still sign in to the account, so the owner sees a backdoor.
+            context={"name": user.name, "providers": await self._linked_providers(db, user)},
             user_id=user.id,
         )

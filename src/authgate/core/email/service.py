@@ -41,6 +41,7 @@ from authgate.core.metrics import EMAIL_DROPPED, EMAIL_QUEUED
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.crypto import EncryptionService
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
+from authgate.users.emails import email_key
 
 logger = logging.getLogger("authgate.email")
 
@@ -62,6 +63,8 @@ class EmailTemplate(StrEnum):
     register_existing = "register_existing"
     session_reuse_revoked = "session_reuse_revoked"
     email_changed = "email_changed"
+    oauth_link_started = "oauth_link_started"
+    oauth_linked = "oauth_linked"
 
 
 #: Mail about something that happened to the recipient's own, verified account: never limited.
@@ -71,6 +74,8 @@ SECURITY_NOTICES = frozenset(
         EmailTemplate.email_change_notice,
         EmailTemplate.email_changed,
         EmailTemplate.session_reuse_revoked,
+        EmailTemplate.oauth_link_started,
+        EmailTemplate.oauth_linked,
     }
 )
 #: The named limit on the other messages per recipient address.
@@ -210,7 +215,7 @@ class EmailService:
         if self._limiter is None or template in SECURITY_NOTICES:
             return True
         try:
-            await self._limiter.hit(RECIPIENT_LIMIT, to.strip().casefold())
+            await self._limiter.hit(RECIPIENT_LIMIT, email_key(to.strip()))
         except RateLimited:
             EMAIL_DROPPED.labels(template=template.value).inc()
             logger.warning(

@@ -5,8 +5,8 @@ The key is recomputed for every user from the stored (normalised) address. The n
 than the old one, so the upgrade cannot create duplicates; the downgrade can (two users that
 only case-folding merges) and then fails on the unique index, as it should.
 
-Revision ID: 0004_email_key
-Revises: 0002 (re-chained after 0003 at merge time)
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30 12:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_email_key"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

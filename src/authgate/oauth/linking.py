@@ -1,0 +1,70 @@
+"""LinkGuard: who may connect a provider to an account, and the notices the owner gets.
+
+A Bearer token alone never connects a provider: a stolen access token would otherwise become a
+permanent way back in. The owner re-confirms with the current password (a wrong one counts in the
+per-account login throttle, like every re-confirmation of the password) or, for an account without
+a password, with a sign-in younger than ``REAUTH_WINDOW``. The owner is emailed when a link is
+started and again when a provider gets connected.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.core.email import EmailService, EmailTemplate
+from authgate.core.errors import InvalidPassword, ReauthenticationRequired
+from authgate.core.http import ClientInfo
+from authgate.core.security.passwords import PasswordService
+from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.time import utc_now
+from authgate.models import AuthSession, User
+
+#: How recent the sign-in of an account without a password must be to link a provider.
+REAUTH_WINDOW = timedelta(minutes=5)
+
+
+class LinkGuard:
+    def __init__(
+        self, passwords: PasswordService, throttle: LoginThrottle, email: EmailService
+    ) -> None:
+        self._passwords = passwords
+        self._throttle = throttle
+        self._email = email
+
+    async def confirm(
+        self, user: User, session: AuthSession, password: str | None, client: ClientInfo
+    ) -> None:
+        """InvalidPassword (400), ReauthenticationRequired (403) or a throttle refusal (429)."""
+        if user.password_hash is None:
+            if utc_now() - session.created_at > REAUTH_WINDOW:
+                raise ReauthenticationRequired()
+            return
+        if not password:
+            raise InvalidPassword("The current password is required.")
+        # The same per-account throttle as a login (and the owner's known device its own bucket).
+        bucket = await self._throttle.bucket(account_key(user.email), client)
+        await self._throttle.reserve(bucket)
+        ok, _ = await self._passwords.verify(password, user.password_hash)
+        if not ok:
+            await self._throttle.failure(bucket)
+            raise InvalidPassword()
+        await self._throttle.success(bucket)
+
+    async def notify_started(self, db: AsyncSession, user: User, provider: str) -> None:
+        await self._notify(db, user, provider, EmailTemplate.oauth_link_started)
+
+    async def notify_linked(self, db: AsyncSession, user: User, provider: str) -> None:
+        await self._notify(db, user, provider, EmailTemplate.oauth_linked)
+
+    async def _notify(
+        self, db: AsyncSession, user: User, provider: str, template: EmailTemplate
+    ) -> None:
+        await self._email.enqueue(
+            db,
+            to=user.email,
+            template=template,
+            context={"name": user.name, "provider": provider},
+            user_id=user.id,
+        )
