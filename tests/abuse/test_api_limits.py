@@ -129,6 +129,8 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_keeps_the_bucket(
 def test_forwarded_for_is_believed_only_from_trusted_proxies(runtime: Runtime) -> None:
     from starlette.requests import Request
 
+    from authgate.core.http import unparsable_key
+
     def request(peer: str, xff: str | None) -> Request:
         headers = [(b"x-forwarded-for", xff.encode())] if xff is not None else []
         return Request({"type": "http", "headers": headers, "client": (peer, 1234)})
@@ -137,9 +139,11 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(runtime: Runtime) -
     assert ip(request("203.0.113.7", "198.51.100.1")) == "203.0.113.7"
     assert ip(request("10.0.0.2", "198.51.100.1")) == "198.51.100.1"
     assert ip(request("10.0.0.2", "1.2.3.4, 198.51.100.1, 10.0.0.5")) == "198.51.100.1"
-    assert ip(request("10.0.0.2", "not-an-ip")) == "10.0.0.2"
-    assert ip(request("10.0.0.2", "198.51.100.1, not-an-ip")) == "10.0.0.2"
-    assert ip(request("10.0.0.2", "x" * 5000)) == "10.0.0.2"
+    # A hop that is no address never lands in the proxy's shared bucket: it gets its own.
+    assert ip(request("10.0.0.2", "not-an-ip")) == unparsable_key("not-an-ip")
+    assert ip(request("10.0.0.2", "198.51.100.1, not-an-ip")) == unparsable_key("not-an-ip")
+    assert ip(request("10.0.0.2", "x" * 5000)) == unparsable_key("x" * 5000)
+    assert unparsable_key("not-an-ip") != unparsable_key("x" * 5000)
 
 
 async def test_redis_down_fails_closed_and_recovers(

@@ -17,9 +17,10 @@ from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import InvalidPassword, ReauthenticationRequired
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
 from authgate.models import AuthSession, User
+from authgate.users.reconfirm import PasswordReconfirmation
 
 #: How recent the sign-in of an account without a password must be to link a provider.
 REAUTH_WINDOW = timedelta(minutes=5)
@@ -29,8 +30,7 @@ class LinkGuard:
     def __init__(
         self, passwords: PasswordService, throttle: LoginThrottle, email: EmailService
     ) -> None:
-        self._passwords = passwords
-        self._throttle = throttle
+        self._reconfirm = PasswordReconfirmation(passwords, throttle)
         self._email = email
 
     async def confirm(
@@ -43,14 +43,7 @@ class LinkGuard:
             return
         if not password:
             raise InvalidPassword("The current password is required.")
-        # The same per-account throttle as a login (and the owner's known device its own bucket).
-        bucket = await self._throttle.bucket(account_key(user.email), client)
-        await self._throttle.reserve(bucket)
-        ok, _ = await self._passwords.verify(password, user.password_hash)
-        if not ok:
-            await self._throttle.failure(bucket)
-            raise InvalidPassword()
-        await self._throttle.success(bucket)
+        await self._reconfirm.confirm(user, password, client)
 
     async def notify_started(self, db: AsyncSession, user: User, provider: str) -> None:
         await self._notify(db, user, provider, EmailTemplate.oauth_link_started)

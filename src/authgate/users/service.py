@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
 from authgate.core.email import EmailService
-from authgate.core.errors import InvalidPassword, ValidationFailed
+from authgate.core.errors import ValidationFailed
 from authgate.core.http import ClientInfo
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
@@ -18,6 +18,7 @@ from authgate.models import AuthSession, User
 from authgate.password_reset.service import PasswordResetService, password_context
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email
+from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.users.repository import UserRepository
 from authgate.verification.service import VerificationService
 
@@ -46,7 +47,7 @@ class UserService:
     ) -> None:
         self._provider_tokens = provider_tokens
         self._limiter = limiter
-        self._throttle = throttle
+        self._reconfirm = PasswordReconfirmation(passwords, throttle)
         self._passwords = passwords
         self._sessions = sessions
         self._verification = verification
@@ -56,16 +57,7 @@ class UserService:
         self._users = users
 
     async def _confirm_password(self, user: User, password: str, client: ClientInfo) -> None:
-        """Every re-confirmation of the password counts in the per-account sign-in throttle,
-        exactly as a login does: reserved before the check (429 while throttled), a wrong one is
-        a failure (400 ``invalid_password``), a right one a success."""
-        bucket = await self._throttle.bucket(account_key(user.email), client)
-        await self._throttle.reserve(bucket)
-        ok, _ = await self._passwords.verify(password, user.password_hash)
-        if not ok:
-            await self._throttle.failure(bucket)
-            raise InvalidPassword()
-        await self._throttle.success(bucket)
+        await self._reconfirm.confirm(user, password, client)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
         user.name = name

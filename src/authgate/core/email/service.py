@@ -193,6 +193,19 @@ class EmailService:
         self.render(template, context)
         if not await self._within_recipient_limit(to, template):
             return
+        self._add_row(db, template.value, context, to=to, user_id=user_id)
+        EMAIL_QUEUED.labels(template=template.value).inc()
+
+    def _add_row(
+        self,
+        db: AsyncSession,
+        name: str,
+        context: Mapping[str, Any],
+        *,
+        to: str,
+        user_id: uuid.UUID | None,
+    ) -> None:
+        """One pending outbox row, its context encrypted and bound to the row and its name."""
         payload = json.dumps(dict(context), default=str, separators=(",", ":")).encode()
         outbox_id = uuid.uuid4()
         db.add(
@@ -200,16 +213,15 @@ class EmailService:
                 id=outbox_id,
                 user_id=user_id,
                 to_address=to,
-                template=template.value,
+                template=name,
                 payload_ciphertext=self._encryption.encrypt(
-                    payload, associated_data(outbox_id, template.value)
+                    payload, associated_data(outbox_id, name)
                 ),
                 payload_key_id=self._encryption.current_kid,
                 status=OutboxStatus.pending,
             )
         )
         db.info[OUTBOX_DIRTY] = True
-        EMAIL_QUEUED.labels(template=template.value).inc()
 
     async def _within_recipient_limit(self, to: str, template: EmailTemplate) -> bool:
         if self._limiter is None or template in SECURITY_NOTICES:
@@ -231,23 +243,7 @@ class EmailService:
 
     def enqueue_job(self, db: AsyncSession, job: EmailJob, context: Mapping[str, Any]) -> None:
         """Add a job row (context encrypted like a mail's); it commits with the caller's change."""
-        name = EmailJob(job).value
-        payload = json.dumps(dict(context), default=str, separators=(",", ":")).encode()
-        outbox_id = uuid.uuid4()
-        db.add(
-            EmailOutbox(
-                id=outbox_id,
-                user_id=None,
-                to_address="",
-                template=name,
-                payload_ciphertext=self._encryption.encrypt(
-                    payload, associated_data(outbox_id, name)
-                ),
-                payload_key_id=self._encryption.current_kid,
-                status=OutboxStatus.pending,
-            )
-        )
-        db.info[OUTBOX_DIRTY] = True
+        self._add_row(db, EmailJob(job).value, context, to="", user_id=None)
 
     def context_of(self, row: EmailOutbox) -> dict[str, Any]:
         """Decrypt a row's context (``DecryptionError`` if wiped, tampered or key gone)."""
