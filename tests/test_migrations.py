@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,8 +16,11 @@ from sqlalchemy.engine import Connection
 
 from authgate.config import Settings
 from authgate.core.db import make_engine
-from authgate.core.migrate import run_async, upgrade_async
-from authgate.models import User
+from authgate.core.migrate import migrations_dir, run_async, upgrade_async
+from authgate.models import Base, User
+from tests.support.servers import PostgresServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def _run(settings: Settings, action: str, revision: str = "head") -> None:
@@ -100,3 +107,49 @@ async def test_email_key_migration_recomputes_every_key(tmp_path: Path) -> None:
         assert dict(rows) == {a: a.casefold() for a in addresses}
     finally:
         await engine.dispose()
+
+
+def test_a_source_checkout_migrates_from_the_repository_root() -> None:
+    """No ``authgate/_migrations`` in a source tree or editable install: the repository's
+    ``alembic/`` (the wheel's copy is tested in test_packaging.py)."""
+    assert migrations_dir() == ROOT / "alembic"
+    assert (ROOT / "alembic.ini").is_file()
+    assert not (ROOT / "src" / "authgate" / "migrations").exists()
+
+
+@pytest.mark.slow
+async def test_the_alembic_command_line_from_the_repository_root(
+    db_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """``uv run alembic upgrade head`` and ``uv run alembic check`` from a clone, the database
+    named by ``AUTHGATE_DATABASE_URL`` only (alembic.ini holds none); a SQLite file's missing
+    directory is made."""
+    if db_backend == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        url = server.createdb(f"alembic_cli_{uuid.uuid4().hex[:8]}")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'not-yet' / 'alembic_cli.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env["AUTHGATE_DATABASE_URL"] = url
+    alembic = [str(Path(sys.executable).parent / "alembic")]  # what `uv run alembic` runs
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*alembic, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    assert "Running upgrade  -> 0001" in run("upgrade", "head")
+    assert "No new upgrade operations detected" in run("check")
+
+    def table_names(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    engine = make_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(table_names)
+    finally:
+        await engine.dispose()
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
