@@ -1,4 +1,5 @@
-# authgate production image: `docker compose up` builds it (compose.yaml, docs/deployment.md).
+# authgate production image: `docker compose up` builds it (docker-compose.yml,
+# docs/deployment.md).
 #
 #   ENTRYPOINT is the `authgate` command, so any subcommand runs as
 #   `docker compose run --rm --no-deps app <subcommand>` (migrate, keys rotate, create-admin, ...).
@@ -23,8 +24,11 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-# Then the project itself (README.md is the package's readme, hatchling needs it).
-COPY README.md ./
+# Then the project itself (README.md is the package's readme, hatchling needs it) and the
+# migrations `authgate migrate` runs: alembic/ (this editable install finds it next to src/)
+# and alembic.ini (the `alembic` command line, from /app).
+COPY README.md alembic.ini ./
+COPY alembic ./alembic
 COPY src ./src
 RUN uv sync --frozen --no-dev
 

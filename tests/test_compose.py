@@ -1,11 +1,11 @@
-"""The container deployment (compose.yaml, Dockerfile, .env.example), checked without Docker.
+"""The container deployment (docker-compose.yml, Dockerfile, .env.example), checked without Docker.
 
 There is no container engine where the suite runs, so these tests check what can be checked
 without one:
 
 * the files themselves: services, dependencies, volumes, that every ``AUTHGATE_*`` variable
   is a real setting and that every secret comes from the operator;
-* the configuration compose hands the containers: the ``environment`` of compose.yaml,
+* the configuration compose hands the containers: the ``environment`` of docker-compose.yml,
   interpolated the way compose does it with values made by the ``generate:`` commands of
   .env.example, passes ``Settings.production_problems()``;
 * the containers' commands, run as processes on this machine with that environment: the
@@ -44,7 +44,7 @@ from tests.conftest import TEST_PASSWORD
 from tests.support.servers import PostgresServer, free_port, moto_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "compose.yaml"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -69,7 +69,7 @@ OPERATOR_VALUES = {
     "AUTHGATE_FRONTEND_URL": "https://app.example.test",
     "AUTHGATE_EMAIL_FROM": "authgate <no-reply@example.test>",
 }
-#: Environment names whose values are secret: never a literal in compose.yaml.
+#: Environment names whose values are secret: never a literal in docker-compose.yml.
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|_KEYS?$|CLIENTS|PROVIDERS")
 SETTING_NAMES = {f"AUTHGATE_{name.upper()}" for name in Settings.model_fields}
 
@@ -93,7 +93,7 @@ class MissingVariable(Exception):
 def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
     """What compose makes of ``value``: ``$$`` is ``$``; ``${VAR}``, ``${VAR:-default}``,
     ``${VAR-default}``, ``${VAR:?message}``, ``${VAR?message}``; ``:`` also treats an empty
-    value as unset. Nested references and a stray ``$`` are refused (compose.yaml uses none)."""
+    value as unset. Nested references and a stray ``$`` are refused (docker-compose.yml uses none)."""
     if isinstance(value, dict):
         return {key: interpolate(item, variables) for key, item in value.items()}
     if isinstance(value, list):
@@ -325,7 +325,7 @@ def test_env_example_documents_every_variable() -> None:
     for name in SECRETS:
         assert values[name] == "", f".env.example holds a value for the secret {name}"
         assert name in generators, f"no generate: command for {name}"
-    assert used == set(values) | commented, "compose.yaml and .env.example disagree"
+    assert used == set(values) | commented, "docker-compose.yml and .env.example disagree"
 
 
 def test_generated_secrets_are_valid(operator_env: dict[str, str]) -> None:
@@ -359,6 +359,9 @@ def test_dockerfile() -> None:
         if kw == "RUN" and rest == "uv sync --frozen --no-dev"
     ]
     assert project and project[0] > position("COPY", "src")
+    # The migrations: `authgate migrate` in this (editable) install reads /app/alembic.
+    assert position("COPY", "alembic ./alembic") < project[0]
+    assert position("COPY", "alembic.ini") < project[0]
     (user,) = [rest for kw, rest in instructions if kw == "USER"]
     assert user not in ("root", "0")
     assert keywords.index("USER") < keywords.index("ENTRYPOINT")
@@ -377,6 +380,7 @@ def test_dockerfile() -> None:
     assert {".git", ".venv", "var", ".env", "node_modules", "bench/results"} <= ignored
     assert ".pytest_cache" in ignored
     assert "README.md" not in ignored  # the package's readme: the build needs it
+    assert not {"alembic", "alembic/", "alembic.ini", "*.ini"} & ignored  # the migrations
 
 
 def test_compose_environment_passes_the_production_check(
