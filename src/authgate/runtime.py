@@ -83,12 +83,22 @@ class Runtime:
             EmailDispatcher(settings, maker, email, make_backend(settings)) if dispatch else None
         )
         audit = AuditService()
-        users_repo = UserRepository()
         throttle = LoginThrottle(settings, store, limiter=limiter, device_secret=secret_key)
         principals = PrincipalCache(settings.access_cache_ttl)
+        # Every change of a user goes through the repository, which drops the user's cached
+        # principal snapshots in this process at once.
+        users_repo = UserRepository(on_changed=principals.forget_user)
         action_tokens = ActionTokenService(opaque)
         sessions = SessionService(
-            settings, jwt, opaque, audit, email, store, principals, action_tokens=action_tokens
+            settings,
+            jwt,
+            opaque,
+            audit,
+            email,
+            store,
+            principals,
+            action_tokens=action_tokens,
+            users=users_repo,
         )
         oauth_repository = OAuthRepository()
         address_proven = AddressProven(sessions, audit, identities=oauth_repository)
@@ -98,7 +108,6 @@ class Runtime:
             email,
             audit,
             users_repo,
-            on_user_changed=sessions.forget_user,
             on_address_proven=address_proven,
         )
         password_reset = PasswordResetService(

@@ -60,9 +60,7 @@ class UserService:
         await self._reconfirm.confirm(user, password, client)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
-        user.name = name
-        await db.flush()
-        self._sessions.forget_user(user.id)
+        await self._users.update(db, user, name=name)
         return user
 
     async def change_password(
