@@ -10,10 +10,10 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from authgate.action_tokens.repository import ActionTokenRepository
 from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
 from authgate.core.email import dead_letters, requeue_dead
@@ -22,8 +22,8 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
-from authgate.models import ActionToken, AuthSession
 from authgate.oauth.repository import OAuthRepository
+from authgate.sessions.repository import SessionRepository
 from authgate.users.emails import normalize_email
 from authgate.users.repository import UserRepository
 
@@ -60,22 +60,10 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
     now = utc_now()
     try:
         async with make_sessionmaker(engine)() as db, db.begin():
-            tokens = await db.execute(
-                delete(ActionToken).where(
-                    (ActionToken.expires_at < now) | ActionToken.used_at.is_not(None)
-                )
-            )
-            sessions = await db.execute(
-                delete(AuthSession).where(
-                    (AuthSession.expires_at < now) | AuthSession.revoked_at.is_not(None)
-                )
-            )
+            tokens = await ActionTokenRepository().purge(db, now)
+            sessions = await SessionRepository().purge_ended(db, now)
             states = await OAuthRepository().purge_expired_states(db, now)
-        return {
-            "action_tokens": tokens.rowcount or 0,  # type: ignore[attr-defined]
-            "sessions": sessions.rowcount or 0,  # type: ignore[attr-defined]
-            "oauth_states": states,
-        }
+        return {"action_tokens": tokens, "sessions": sessions, "oauth_states": states}
     finally:
         await engine.dispose()
 

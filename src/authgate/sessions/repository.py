@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, func, insert, select, true, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import UTCDateTime
@@ -321,6 +321,15 @@ class SessionRepository:
             .execution_options(synchronize_session=False)
         )
         return [row[0] for row in result]
+
+    async def purge_ended(self, db: AsyncSession, now: datetime) -> int:
+        """Delete ended sessions (expired or revoked); their tokens go by ON DELETE CASCADE."""
+        result = await db.execute(
+            delete(AuthSession).where(
+                (AuthSession.expires_at < now) | AuthSession.revoked_at.is_not(None)
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def principal(
         self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
