@@ -94,32 +94,19 @@ class SessionService:
         self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
     ) -> IssuedTokens:
         now = utc_now()
-        session_id = uuid.uuid4()
         expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
         token_expires_at = self._token_deadline(now, expires_at)
         raw, token_hash = self._opaque.new(TokenKind.refresh)
-        await self._repo.add_session(
+        session_id = await self._repo.add_session(
             db,
-            session={
-                "id": session_id,
-                "user_id": user.id,
-                "created_at": now,
-                "last_used_at": now,
-                "expires_at": expires_at,
-                "ip_address": client.ip_address,
-                "user_agent": client.user_agent,
-                "auth_method": method,
-            },
-            token={
-                "id": uuid.uuid4(),
-                "session_id": session_id,
-                "token_hash": token_hash,
-                "parent_id": None,
-                "issued_at": now,
-                "expires_at": token_expires_at,
-                "ip_address": client.ip_address,
-                "user_agent": client.user_agent,
-            },
+            user_id=user.id,
+            auth_method=method,
+            now=now,
+            expires_at=expires_at,
+            token_hash=token_hash,
+            token_expires_at=token_expires_at,
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
         )
         return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at)
 
