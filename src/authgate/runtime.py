@@ -28,6 +28,7 @@ from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
+from authgate.users.passwords import PasswordSetter
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 from authgate.users.takeover import AddressProven
@@ -110,17 +111,19 @@ class Runtime:
             users_repo,
             on_address_proven=address_proven,
         )
+        password_setter = PasswordSetter(
+            passwords, action_tokens, email, users_repo, connections=oauth_repository
+        )
         password_reset = PasswordResetService(
             settings,
             action_tokens,
-            passwords,
+            password_setter,
             sessions,
             email,
             audit,
             users_repo,
             throttle,
             on_address_proven=address_proven,
-            connections=oauth_repository,
         )
         auth = AuthService(
             settings,
@@ -151,7 +154,7 @@ class Runtime:
             passwords,
             sessions,
             verification,
-            password_reset,
+            password_setter,
             email,
             audit,
             users_repo,
