@@ -10,10 +10,10 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from authgate.action_tokens.repository import ActionTokenRepository
 from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
 from authgate.core.email import dead_letters, requeue_dead
@@ -22,10 +22,10 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
-from authgate.models import ActionToken, AuthSession, User
 from authgate.oauth.repository import OAuthRepository
+from authgate.sessions.repository import SessionRepository
 from authgate.users.emails import normalize_email
-from authgate.users.repository import email_key
+from authgate.users.repository import UserRepository
 
 
 async def create_admin(settings: Settings, email: str, password: str) -> None:
@@ -35,18 +35,20 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
         address = normalize_email(email)
         password = passwords.validate(password, context=[address, address.split("@", 1)[0]])
         password_hash = await passwords.hash(password)
+        users = UserRepository()
         async with make_sessionmaker(engine)() as db, db.begin():
-            user = (
-                await db.execute(select(User).where(User.email_key == email_key(address)))
-            ).scalar_one_or_none()
+            user = await users.by_email(db, address) or await users.create(db, email=address)
             if user is None:
-                user = User(email=address, email_key=email_key(address))
-                db.add(user)
-            user.password_hash = password_hash
-            user.password_changed_at = utc_now()
-            user.email_verified = True
-            user.is_active = True
-            user.is_superuser = True
+                raise RuntimeError(f"{address} was registered concurrently; run the command again")
+            await users.update(
+                db,
+                user,
+                password_hash=password_hash,
+                password_changed_at=utc_now(),
+                email_verified=True,
+                is_active=True,
+                is_superuser=True,
+            )
     finally:
         await passwords.close()
         await engine.dispose()
@@ -58,22 +60,10 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
     now = utc_now()
     try:
         async with make_sessionmaker(engine)() as db, db.begin():
-            tokens = await db.execute(
-                delete(ActionToken).where(
-                    (ActionToken.expires_at < now) | ActionToken.used_at.is_not(None)
-                )
-            )
-            sessions = await db.execute(
-                delete(AuthSession).where(
-                    (AuthSession.expires_at < now) | AuthSession.revoked_at.is_not(None)
-                )
-            )
+            tokens = await ActionTokenRepository().purge(db, now)
+            sessions = await SessionRepository().purge_ended(db, now)
             states = await OAuthRepository().purge_expired_states(db, now)
-        return {
-            "action_tokens": tokens.rowcount or 0,  # type: ignore[attr-defined]
-            "sessions": sessions.rowcount or 0,  # type: ignore[attr-defined]
-            "oauth_states": states,
-        }
+        return {"action_tokens": tokens, "sessions": sessions, "oauth_states": states}
     finally:
         await engine.dispose()
 

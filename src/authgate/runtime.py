@@ -28,6 +28,7 @@ from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
+from authgate.users.passwords import PasswordSetter
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 from authgate.users.takeover import AddressProven
@@ -83,12 +84,22 @@ class Runtime:
             EmailDispatcher(settings, maker, email, make_backend(settings)) if dispatch else None
         )
         audit = AuditService()
-        users_repo = UserRepository()
         throttle = LoginThrottle(settings, store, limiter=limiter, device_secret=secret_key)
         principals = PrincipalCache(settings.access_cache_ttl)
+        # Every change of a user goes through the repository, which drops the user's cached
+        # principal snapshots in this process at once.
+        users_repo = UserRepository(on_changed=principals.forget_user)
         action_tokens = ActionTokenService(opaque)
         sessions = SessionService(
-            settings, jwt, opaque, audit, email, store, principals, action_tokens=action_tokens
+            settings,
+            jwt,
+            opaque,
+            audit,
+            email,
+            store,
+            principals,
+            action_tokens=action_tokens,
+            users=users_repo,
         )
         oauth_repository = OAuthRepository()
         address_proven = AddressProven(sessions, audit, identities=oauth_repository)
@@ -98,20 +109,21 @@ class Runtime:
             email,
             audit,
             users_repo,
-            on_user_changed=sessions.forget_user,
             on_address_proven=address_proven,
+        )
+        password_setter = PasswordSetter(
+            passwords, action_tokens, email, users_repo, connections=oauth_repository
         )
         password_reset = PasswordResetService(
             settings,
             action_tokens,
-            passwords,
+            password_setter,
             sessions,
             email,
             audit,
             users_repo,
             throttle,
             on_address_proven=address_proven,
-            connections=oauth_repository,
         )
         auth = AuthService(
             settings,
@@ -142,7 +154,7 @@ class Runtime:
             passwords,
             sessions,
             verification,
-            password_reset,
+            password_setter,
             email,
             audit,
             users_repo,

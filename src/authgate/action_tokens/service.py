@@ -8,17 +8,18 @@ UPDATE, so a token is spent once even under concurrent use.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.action_tokens.repository import ActionTokenRepository, SpentToken
 from authgate.core.errors import InvalidToken
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.time import utc_now
-from authgate.models import ActionKind, ActionToken
+from authgate.models import ActionKind
+
+__all__ = ["PREFIX", "ActionTokenService", "SpentToken"]
 
 PREFIX: dict[ActionKind, TokenKind] = {
     ActionKind.verify_email: TokenKind.verification,
@@ -29,18 +30,12 @@ PREFIX: dict[ActionKind, TokenKind] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SpentToken:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    created_at: datetime
-    data: dict[str, Any] | None
-    kind: ActionKind
-
-
 class ActionTokenService:
-    def __init__(self, opaque: OpaqueTokens) -> None:
+    def __init__(
+        self, opaque: OpaqueTokens, repository: ActionTokenRepository | None = None
+    ) -> None:
         self._opaque = opaque
+        self._repo = repository or ActionTokenRepository()
 
     async def issue(
         self,
@@ -57,15 +52,14 @@ class ActionTokenService:
         if supersede:
             await self.supersede(db, kind, user_id, now)
         raw, token_hash = self._opaque.new(PREFIX[kind])
-        db.add(
-            ActionToken(
-                user_id=user_id,
-                kind=kind.value,
-                token_hash=token_hash,
-                created_at=now,
-                expires_at=now + timedelta(seconds=ttl_seconds),
-                data=data,
-            )
+        self._repo.add(
+            db,
+            kind=kind,
+            user_id=user_id,
+            token_hash=token_hash,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            data=data,
         )
         return raw
 
@@ -73,30 +67,13 @@ class ActionTokenService:
         self, db: AsyncSession, kind: ActionKind, user_id: uuid.UUID, now: datetime | None = None
     ) -> None:
         """Make every unused token of this kind for this user unusable."""
-        await db.execute(
-            update(ActionToken)
-            .where(
-                ActionToken.user_id == user_id,
-                ActionToken.kind == kind.value,
-                ActionToken.used_at.is_(None),
-            )
-            .values(used_at=now or utc_now())
-            .execution_options(synchronize_session=False)
-        )
+        await self._repo.supersede(db, kind, user_id, now or utc_now())
 
     async def peek(self, db: AsyncSession, kind: ActionKind, raw: str) -> SpentToken | None:
         """The token's owner if it is currently usable, without spending it."""
         if not OpaqueTokens.looks_like(PREFIX[kind], raw):
             return None
-        result = await db.execute(
-            select(ActionToken).where(
-                ActionToken.token_hash == self._opaque.hash(raw),
-                ActionToken.kind == kind.value,
-                ActionToken.used_at.is_(None),
-                ActionToken.expires_at > utc_now(),
-            )
-        )
-        token = result.scalar_one_or_none()
+        token = await self._repo.usable(db, kind, self._opaque.hash(raw), utc_now())
         if token is None:
             return None
         return SpentToken(token.id, token.user_id, token.created_at, token.data, kind)
@@ -112,26 +89,7 @@ class ActionTokenService:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if not all(OpaqueTokens.looks_like(PREFIX[k], raw) for k in kinds):
             raise InvalidToken()
-        now = utc_now()
-        result = await db.execute(
-            update(ActionToken)
-            .where(
-                ActionToken.token_hash == self._opaque.hash(raw),
-                ActionToken.kind.in_([k.value for k in kinds]),
-                ActionToken.used_at.is_(None),
-                ActionToken.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(
-                ActionToken.id,
-                ActionToken.user_id,
-                ActionToken.created_at,
-                ActionToken.data,
-                ActionToken.kind,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        row = result.first()
-        if row is None:
+        spent = await self._repo.spend(db, kinds, self._opaque.hash(raw), utc_now())
+        if spent is None:
             raise InvalidToken()
-        return SpentToken(row[0], row[1], row[2], row[3], ActionKind(row[4]))
+        return spent

@@ -116,8 +116,7 @@ class AdminService:
         changed = [name for name, value in requested.items() if getattr(user, name) != value]
         if not changed:
             return user
-        for name in changed:
-            setattr(user, name, requested[name])
+        await self._users.update(db, user, **{name: requested[name] for name in changed})
         detail: dict[str, Any] = {"by_admin": True, "admin_id": str(admin.id), "fields": changed}
         if "is_active" in changed and not user.is_active:
             ended = await self._sessions.end_all(db, user, reason="deactivated_by_admin")
@@ -126,8 +125,6 @@ class AdminService:
             db, AuditType.user_updated_by_admin, user_id=user.id, client=client, detail=detail
         )
         await db.flush()
-        # Read-only checks in this process must not serve the old row from their snapshot cache.
-        self._sessions.forget_user(user.id)
         return user
 
     async def revoke_sessions(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
@@ -27,7 +26,7 @@ from authgate.models import User
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email, try_normalize_email
-from authgate.users.repository import UserRepository, email_key
+from authgate.users.repository import UserRepository
 from authgate.verification.service import Registration, VerificationService
 
 logger = logging.getLogger("authgate.auth")
@@ -82,14 +81,8 @@ class AuthService:
         self, db: AsyncSession, address: str, name: str | None, password_hash: str
     ) -> User | None:
         """Insert a new user; on a concurrent insert of the same address return that user."""
-        user = User(
-            email=address, email_key=email_key(address), name=name, password_hash=password_hash
-        )
-        try:
-            async with db.begin_nested():
-                db.add(user)
-                await db.flush()
-        except IntegrityError:
+        user = await self._users.create(db, email=address, name=name, password_hash=password_hash)
+        if user is None:
             return await self._users.by_email(db, address)
         await self._verification.send_verification(db, user)
         return None
@@ -161,7 +154,7 @@ class AuthService:
             raise InvalidCredentials(commit=True)
         await self._throttle.success(bucket)
         if new_hash is not None:
-            user.password_hash = new_hash
+            await self._users.update(db, user, password_hash=new_hash)
         return user
 
     async def login(

@@ -40,7 +40,7 @@ from authgate.oauth.errors import FlowError, FlowFailure
 from authgate.oauth.proof import proves_owner
 from authgate.oauth.providers import ProviderProfile
 from authgate.oauth.repository import OAuthRepository
-from authgate.users.repository import UserRepository, email_key
+from authgate.users.repository import UserRepository
 
 
 class AccountLinker:
@@ -89,15 +89,10 @@ class AccountLinker:
                 return await self._link_by_email(db, existing, provider, profile, email)
             else:
                 raise FlowFailure(FlowError.account_exists, "address taken by a local account")
-        user = User(
-            email=email,
-            email_key=email_key(email),
-            name=profile.name,
-            password_hash=None,
-            email_verified=True,
-        )
-        db.add(user)
-        await db.flush()
+        user = await self._users.create(db, email=email, name=profile.name, email_verified=True)
+        if user is None:
+            # A concurrent sign-up or sign-in of the address committed first.
+            raise FlowFailure(FlowError.server_error, "concurrent sign-in")
         identity = self._new_identity(user.id, provider, profile, email)
         db.add(identity)
         await db.flush()

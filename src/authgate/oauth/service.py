@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -467,7 +466,7 @@ class OAuthService:
     async def unlink(self, db: AsyncSession, user: User, provider: str, client: ClientInfo) -> None:
         """Remove a connection, refusing to remove the last way to sign in."""
         # Serialise concurrent unlinks of one user (PostgreSQL; SQLite has one writer anyway).
-        await db.execute(select(User.id).where(User.id == user.id).with_for_update())
+        await self._users.lock(db, user.id)
         identity = await self._repo.identity_of_user(db, user.id, provider)
         if identity is None:
             raise NotFound("No such connection.")

@@ -7,9 +7,7 @@ every session, does not sign the user in, and sends a notice.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,26 +17,12 @@ from authgate.config import Settings
 from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
-from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle, account_key
-from authgate.core.time import utc_now
-from authgate.models import ActionKind, OAuthIdentity, User
+from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
+from authgate.users.passwords import PasswordSetter
 from authgate.users.repository import UserRepository
 from authgate.verification.service import AddressProvenHook
-
-
-class ConnectionLister(Protocol):
-    """What the password-changed mail needs of the provider connections (``OAuthRepository``)."""
-
-    async def identities_of_user(
-        self, db: AsyncSession, user_id: uuid.UUID
-    ) -> Sequence[OAuthIdentity]: ...
-
-
-def password_context(user: User) -> list[str | None]:
-    """Context words the policy refuses as (most of) a password."""
-    return [user.email, user.email.split("@", 1)[0], user.name]
 
 
 class PasswordResetService:
@@ -46,7 +30,7 @@ class PasswordResetService:
         self,
         settings: Settings,
         tokens: ActionTokenService,
-        passwords: PasswordService,
+        passwords: PasswordSetter,
         sessions: SessionService,
         email: EmailService,
         audit: AuditService,
@@ -54,7 +38,6 @@ class PasswordResetService:
         throttle: LoginThrottle,
         *,
         on_address_proven: AddressProvenHook | None = None,
-        connections: ConnectionLister | None = None,
     ) -> None:
         self._settings = settings
         self._throttle = throttle
@@ -65,7 +48,6 @@ class PasswordResetService:
         self._audit = audit
         self._users = users
         self._proven = on_address_proven
-        self._connections = connections
         email.register_job(EmailJob.password_reset_request, self._run_request)
 
     async def request(
@@ -114,18 +96,18 @@ class PasswordResetService:
         user = await self._users.by_id(db, pending.user_id) if pending else None
         if pending is None or user is None or not user.is_active:
             raise InvalidToken()
-        self._passwords.validate(new_password, context=password_context(user))
+        new_password = self._passwords.check(user, new_password)
         spent = await self._tokens.consume(db, ActionKind.reset_password, token)
         if spent.user_id != user.id:
             raise InvalidToken()
-        await self.set_password(db, user, new_password)
+        await self._passwords.set(db, user, new_password)
         if user.email_verified or self._proven is None:
             # Also cancels a pending email change (``SessionService.end_all``).
             await self._sessions.end_all(db, user, reason="password_reset")
         else:
             # The link reached the mailbox, so the address is proven now: whatever an earlier,
             # unproven party planted in this account goes (sessions, provider connections).
-            user.email_verified = True
+            await self._users.update(db, user, email_verified=True)
             for kind in (ActionKind.verify_email, ActionKind.verify_registration):
                 await self._tokens.supersede(db, kind, user.id)
             await self._proven(db, user, reason="password_reset")
@@ -134,23 +116,3 @@ class PasswordResetService:
         await self._throttle.lift(account_key(user.email), client)
         self._audit.record(db, AuditType.password_reset_completed, user_id=user.id, client=client)
         return user
-
-    async def _linked_providers(self, db: AsyncSession, user: User) -> list[str]:
-        if self._connections is None:
-            return []
-        return sorted({i.provider for i in await self._connections.identities_of_user(db, user.id)})
-
-    async def set_password(self, db: AsyncSession, user: User, new_password: str) -> None:
-        """Hash and store a (validated) password; outstanding reset links stop working and the
-        owner is told by email (whether it was a reset or a change)."""
-        user.password_hash = await self._passwords.hash(new_password)
-        user.password_changed_at = utc_now()
-        await self._tokens.supersede(db, ActionKind.reset_password, user.id)
-        await self._email.enqueue(
-            db,
-            to=user.email,
-            template=EmailTemplate.password_changed,
-            # The providers that can still sign in to the account, so the owner sees a backdoor.
-            context={"name": user.name, "providers": await self._linked_providers(db, user)},
-            user_id=user.id,
-        )

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, func, insert, select, true, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import UTCDateTime
@@ -150,19 +150,52 @@ class SessionRepository:
         self,
         db: AsyncSession,
         *,
-        session: dict[str, object],
-        token: dict[str, object],
-    ) -> None:
-        """Insert a session row and its first refresh token (column values as dicts).
+        user_id: uuid.UUID,
+        auth_method: str,
+        now: datetime,
+        expires_at: datetime,
+        token_hash: str,
+        token_expires_at: datetime,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> uuid.UUID:
+        """Insert a session (ending at ``expires_at``) and its first refresh token (idle
+        deadline ``token_expires_at``); the new session's id.
 
         Core INSERTs on the unit of work's connection, without ORM objects: a login writes
         these rows and never reads them back. Pending ORM changes are flushed first, so a row
         the session refers to (a user created in the same unit of work) is there before it.
         """
+        session_id = uuid.uuid4()
         await db.flush()
         conn = await db.connection()
-        await conn.execute(_INSERT_SESSION, session)
-        await conn.execute(_INSERT_TOKEN, token)
+        await conn.execute(
+            _INSERT_SESSION,
+            {
+                "id": session_id,
+                "user_id": user_id,
+                "created_at": now,
+                "last_used_at": now,
+                "expires_at": expires_at,
+                "ip_address": ip_address,
+                "user_agent": user_agent,
+                "auth_method": auth_method,
+            },
+        )
+        await conn.execute(
+            _INSERT_TOKEN,
+            {
+                "id": uuid.uuid4(),
+                "session_id": session_id,
+                "token_hash": token_hash,
+                "parent_id": None,
+                "issued_at": now,
+                "expires_at": token_expires_at,
+                "ip_address": ip_address,
+                "user_agent": user_agent,
+            },
+        )
+        return session_id
 
     async def rotate_refresh_token(
         self,
@@ -321,6 +354,15 @@ class SessionRepository:
             .execution_options(synchronize_session=False)
         )
         return [row[0] for row in result]
+
+    async def purge_ended(self, db: AsyncSession, now: datetime) -> int:
+        """Delete ended sessions (expired or revoked); their tokens go by ON DELETE CASCADE."""
+        result = await db.execute(
+            delete(AuthSession).where(
+                (AuthSession.expires_at < now) | AuthSession.revoked_at.is_not(None)
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def principal(
         self, db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID

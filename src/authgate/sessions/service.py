@@ -39,6 +39,7 @@ from authgate.core.time import utc_now
 from authgate.models import ActionKind, AuthSession, RefreshToken, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository, SessionView
+from authgate.users.repository import UserRepository
 
 logger = logging.getLogger("authgate.sessions")
 
@@ -73,6 +74,7 @@ class SessionService:
         repository: SessionRepository | None = None,
         *,
         action_tokens: ActionTokenService,
+        users: UserRepository,
     ) -> None:
         self._settings = settings
         self._action_tokens = action_tokens
@@ -84,6 +86,7 @@ class SessionService:
         self._audit = audit
         self._email = email
         self._repo = repository or SessionRepository()
+        self._users = users
 
     # -- opening and refreshing ------------------------------------------------------------
 
@@ -91,32 +94,19 @@ class SessionService:
         self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
     ) -> IssuedTokens:
         now = utc_now()
-        session_id = uuid.uuid4()
         expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
         token_expires_at = self._token_deadline(now, expires_at)
         raw, token_hash = self._opaque.new(TokenKind.refresh)
-        await self._repo.add_session(
+        session_id = await self._repo.add_session(
             db,
-            session={
-                "id": session_id,
-                "user_id": user.id,
-                "created_at": now,
-                "last_used_at": now,
-                "expires_at": expires_at,
-                "ip_address": client.ip_address,
-                "user_agent": client.user_agent,
-                "auth_method": method,
-            },
-            token={
-                "id": uuid.uuid4(),
-                "session_id": session_id,
-                "token_hash": token_hash,
-                "parent_id": None,
-                "issued_at": now,
-                "expires_at": token_expires_at,
-                "ip_address": client.ip_address,
-                "user_agent": client.user_agent,
-            },
+            user_id=user.id,
+            auth_method=method,
+            now=now,
+            expires_at=expires_at,
+            token_hash=token_hash,
+            token_expires_at=token_expires_at,
+            ip_address=client.ip_address,
+            user_agent=client.user_agent,
         )
         return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at)
 
@@ -163,7 +153,7 @@ class SessionService:
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
         session = await self._repo.get_session(db, token.session_id)
-        user = await db.get(User, session.user_id) if session is not None else None
+        user = await self._users.by_id(db, session.user_id) if session is not None else None
         if session is None or session.revoked_at is not None or user is None or not user.is_active:
             REFRESHES.labels("invalid").inc()
             raise InvalidRefreshToken()
@@ -208,7 +198,7 @@ class SessionService:
             client=client,
             detail={"token_id": str(token.id)},
         )
-        user = await db.get(User, session.user_id)
+        user = await self._users.by_id(db, session.user_id)
         if user is not None:
             await self._email.enqueue(
                 db,
@@ -298,7 +288,7 @@ class SessionService:
         so whoever is being locked out (password change or reset, logout-all, an admin's revoke
         or deactivation) must not be able to complete it afterwards."""
         now = utc_now()
-        user.tokens_valid_after = now
+        await self._users.update(db, user, tokens_valid_after=now)
         await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
         await self._deny_sessions(ids)
@@ -377,10 +367,6 @@ class SessionService:
     async def logout_all(self, db: AsyncSession, user: User, client: ClientInfo) -> None:
         await self.end_all(db, user, reason="logout_all")
         self._audit.record(db, AuditType.logout_all, user_id=user.id, client=client)
-
-    def forget_user(self, user_id: uuid.UUID) -> None:
-        """The user's rows changed in this process: drop their cached snapshots at once."""
-        self._principals.forget_user(user_id)
 
     async def list_active(self, db: AsyncSession, user: User) -> list[SessionView]:
         return await self._repo.active_sessions(db, user.id, utc_now())

@@ -15,9 +15,9 @@ from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle, account_key
 from authgate.models import AuthSession, User
-from authgate.password_reset.service import PasswordResetService, password_context
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email
+from authgate.users.passwords import PasswordSetter
 from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.users.repository import UserRepository
 from authgate.verification.service import VerificationService
@@ -37,7 +37,7 @@ class UserService:
         passwords: PasswordService,
         sessions: SessionService,
         verification: VerificationService,
-        password_reset: PasswordResetService,
+        password_setter: PasswordSetter,
         email: EmailService,
         audit: AuditService,
         users: UserRepository,
@@ -51,7 +51,7 @@ class UserService:
         self._passwords = passwords
         self._sessions = sessions
         self._verification = verification
-        self._reset = password_reset
+        self._password_setter = password_setter
         self._email = email
         self._audit = audit
         self._users = users
@@ -60,9 +60,7 @@ class UserService:
         await self._reconfirm.confirm(user, password, client)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
-        user.name = name
-        await db.flush()
-        self._sessions.forget_user(user.id)
+        await self._users.update(db, user, name=name)
         return user
 
     async def change_password(
@@ -79,8 +77,8 @@ class UserService:
         toward the same per-account throttle as failed logins."""
         await self._limiter.hit("change_password_account", str(user.id))
         await self._confirm_password(user, current_password, client)
-        new_password = self._passwords.validate(new_password, context=password_context(user))
-        await self._reset.set_password(db, user, new_password)
+        new_password = self._password_setter.check(user, new_password)
+        await self._password_setter.set(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_changed")
         issued = await self._sessions.open(db, user, client, method=session.auth_method)
         self._audit.record(

@@ -12,13 +12,11 @@ unverified address again").
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
@@ -30,7 +28,7 @@ from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import TokenKind
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
-from authgate.users.repository import UserRepository, email_key
+from authgate.users.repository import UserChanges, UserRepository
 
 #: The kinds of link ``POST /auth/verify-email`` accepts with the ``agv_`` prefix.
 VERIFY_KINDS = (ActionKind.verify_email, ActionKind.verify_registration)
@@ -61,12 +59,10 @@ class VerificationService:
         audit: AuditService,
         users: UserRepository,
         *,
-        on_user_changed: Callable[[uuid.UUID], None] | None = None,
         on_address_proven: AddressProvenHook | None = None,
     ) -> None:
         self._settings = settings
         self._proven = on_address_proven
-        self._changed = on_user_changed or (lambda _user_id: None)
         self._tokens = tokens
         self._email = email
         self._audit = audit
@@ -173,15 +169,15 @@ class VerificationService:
             raise InvalidToken()
         if user.email_verified:
             return user
+        changes: UserChanges = {"email_verified": True}
         if spent.kind is ActionKind.verify_registration:
-            self._adopt_registration(user, spent.data or {})
-        user.email_verified = True
+            changes.update(self._adopted_registration(spent.data or {}))
+        await self._users.update(db, user, **changes)
         # The account is settled: the other sign-ups' links (and plain links) stop working.
         for kind in VERIFY_KINDS:
             await self._tokens.supersede(db, kind, user.id)
         if self._proven is not None:
             await self._proven(db, user, reason="email_verified")
-        self._changed(user.id)
         self._audit.record(
             db,
             AuditType.email_verified,
@@ -201,14 +197,17 @@ class VerificationService:
         return user
 
     @staticmethod
-    def _adopt_registration(user: User, data: dict[str, object]) -> None:
+    def _adopted_registration(data: dict[str, object]) -> UserChanges:
+        """What the followed link of a later sign-up sets: its password and name."""
         password_hash = data.get("password_hash")
         if not isinstance(password_hash, str):
             raise InvalidToken()
-        user.password_hash = password_hash
-        user.password_changed_at = utc_now()
         name = data.get("name")
-        user.name = name if isinstance(name, str) else None
+        return {
+            "password_hash": password_hash,
+            "password_changed_at": utc_now(),
+            "name": name if isinstance(name, str) else None,
+        }
 
     async def _confirm_email_change(self, db: AsyncSession, token: str, client: ClientInfo) -> User:
         spent = await self._tokens.consume(db, ActionKind.change_email, token)
@@ -221,18 +220,11 @@ class VerificationService:
             # Taken since the link was sent: the link is spent and the address stays as it was.
             raise InvalidToken("The new address is no longer available.", commit=True)
         old_email = user.email
-        try:
-            # The check above cannot see a concurrent confirmation or registration of the same
-            # address that has not committed yet; the unique index can (a savepoint keeps the
-            # spent token while the change is undone).
-            async with db.begin_nested():
-                user.email = new_email
-                user.email_key = email_key(new_email)
-                user.email_verified = True
-                await db.flush()
-        except IntegrityError:
-            raise InvalidToken("The new address is no longer available.", commit=True) from None
-        self._changed(user.id)
+        # The check above cannot see a concurrent confirmation or registration of the same
+        # address that has not committed yet; the repository's unique index can (and keeps the
+        # spent token while the change is undone).
+        if not await self._users.change_email(db, user, new_email):
+            raise InvalidToken("The new address is no longer available.", commit=True)
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         # The old address hears that it no longer controls the account.
