@@ -12,11 +12,12 @@ unverified address again").
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
+from authgate.core.db import security_write
 from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
@@ -200,6 +202,19 @@ class VerificationService:
         )
         return user
 
+    async def _burn_email_change_link(self, db: AsyncSession, token: str) -> NoReturn:
+        """The link's new address was taken: keep the link spent (a security write), change
+        nothing else, and refuse."""
+
+        async def spend(tx: AsyncSession) -> None:
+            # Spent again in the security write's own transaction (a concurrent confirmation
+            # may have spent it in between: spent all the same).
+            with contextlib.suppress(InvalidToken):
+                await self._tokens.consume(tx, ActionKind.change_email, token)
+
+        await security_write(db, spend)
+        raise InvalidToken("The new address is no longer available.")
+
     @staticmethod
     def _adopt_registration(user: User, data: dict[str, object]) -> None:
         password_hash = data.get("password_hash")
@@ -219,7 +234,7 @@ class VerificationService:
         other = await self._users.by_email(db, new_email)
         if other is not None and other.id != user.id:
             # Taken since the link was sent: the link is spent and the address stays as it was.
-            raise InvalidToken("The new address is no longer available.", commit=True)
+            await self._burn_email_change_link(db, token)
         old_email = user.email
         try:
             # The check above cannot see a concurrent confirmation or registration of the same
@@ -231,7 +246,7 @@ class VerificationService:
                 user.email_verified = True
                 await db.flush()
         except IntegrityError:
-            raise InvalidToken("The new address is no longer available.", commit=True) from None
+            await self._burn_email_change_link(db, token)
         self._changed(user.id)
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
