@@ -11,8 +11,8 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.config import Settings
+from authgate.core.db import SECURITY_WRITE, commit_unit_of_work
 from authgate.core.errors import (
-    AuthgateError,
     Forbidden,
     InvalidAccessToken,
     NotAuthenticated,
@@ -55,24 +55,20 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed when the handler returns, before the response
-    is sent (``scope="function"``); rolled back on error unless the error asks to keep the
-    changes (an audit row, a revocation)."""
+    is sent (``scope="function"``); rolled back when the request fails. A write that must
+    outlive the failure goes through ``core.db.security_write``, committed before the error
+    is raised."""
     runtime = runtime_of(request)
     async with runtime.sessionmaker() as session:
         try:
             yield session
-        except AuthgateError as exc:
-            if exc.commit:
-                await session.commit()
-                _notify(runtime, session)
-            else:
-                await session.rollback()
-            raise
         except BaseException:
             await session.rollback()
+            if session.info.get(SECURITY_WRITE):
+                _notify(runtime, session)  # the security write may have queued a mail
             raise
         else:
-            await session.commit()
+            await commit_unit_of_work(session)
             _notify(runtime, session)
 
 
@@ -117,6 +113,19 @@ def bearer_token(request: Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
     return token.strip()
+
+
+async def optional_bearer_token(request: Request) -> str | None:
+    """The bearer token if a well-formed one is sent, else None (never an error)."""
+    if "authorization" not in request.headers:
+        return None
+    try:
+        return bearer_token(request)
+    except (NotAuthenticated, InvalidAccessToken):
+        return None
+
+
+OptionalBearerToken = Annotated[str | None, Depends(optional_bearer_token)]
 
 
 async def get_principal(

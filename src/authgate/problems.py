@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from authgate.core.errors import AuthgateError, problem_body
+from authgate.core.errors import AuthgateError, OAuth2TokenError, problem_body
 
 logger = logging.getLogger("authgate.http")
 
@@ -53,6 +53,11 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 async def _authgate_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthgateError)  # noqa: S101
     return problem_response(exc.status, exc.to_problem(), exc.headers)
+
+
+async def _oauth2_token_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OAuth2TokenError)  # noqa: S101
+    return JSONResponse(exc.to_oauth2(), status_code=exc.status, headers=exc.headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -108,6 +113,7 @@ async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AuthgateError, _authgate_error)
+    app.add_exception_handler(OAuth2TokenError, _oauth2_token_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -8,7 +8,6 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from authgate.auth.schemas import (
     Accepted,
@@ -23,21 +22,15 @@ from authgate.auth.schemas import (
     TokenPair,
     TokenRequest,
 )
-from authgate.core.errors import (
-    AuthgateError,
-    EmailNotVerified,
-    InvalidAccessToken,
-    InvalidClient,
-    NotAuthenticated,
-    TokenExpired,
-)
+from authgate.auth.service import TokenGrant
+from authgate.core.errors import InvalidClient
 from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
+    OptionalBearerToken,
     RuntimeDep,
     SessionDep,
     SettingsDep,
-    bearer_token,
     rate_limit,
 )
 from authgate.problems import error_responses
@@ -110,15 +103,6 @@ async def login(
     return TokenPair.of(issued)
 
 
-def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONResponse:
-    headers = dict(NO_STORE)
-    if status_code == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="authgate"'
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status_code, headers=headers
-    )
-
-
 @router.post(
     "/token",
     status_code=status.HTTP_200_OK,
@@ -135,37 +119,15 @@ async def token(
     password: Annotated[str | None, Form()] = None,
     refresh_token: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form()] = None,
-) -> OAuth2TokenResponse | JSONResponse:
+) -> OAuth2TokenResponse:
     """OAuth2 token endpoint (password and refresh_token grants); used by Swagger UI's Authorize."""
-    try:
-        if grant_type == "password":
-            if not username or password is None:
-                return _oauth_error("invalid_request", "username and password are required.")
-            issued = await runtime.auth.login(db, username, password, client)
-        elif grant_type == "refresh_token":
-            if not refresh_token:
-                return _oauth_error("invalid_request", "refresh_token is required.")
-            await runtime.limiter.hit("refresh_ip", client.ip_address or "unknown")
-            issued = await runtime.sessions.refresh(db, refresh_token, client)
-        else:
-            return _oauth_error("unsupported_grant_type", "Use password or refresh_token.")
-    except EmailNotVerified as exc:
-        await _settle(db, exc)
-        return _oauth_error("invalid_grant", exc.detail)
-    except AuthgateError as exc:
-        await _settle(db, exc)
-        if exc.status in (429, 503):
-            raise
-        return _oauth_error("invalid_grant", "The credentials or refresh token are invalid.")
+    if grant_type == "refresh_token" and refresh_token:
+        await runtime.limiter.hit("refresh_ip", client.ip_address or "unknown")
+    grant = TokenGrant(grant_type, username, password, refresh_token)
+    issued = await runtime.auth.token(db, grant, client)
     _no_store(response)
     pair = TokenPair.of(issued)
     return OAuth2TokenResponse(**pair.model_dump())
-
-
-async def _settle(db: SessionDep, exc: AuthgateError) -> None:
-    # The unit of work commits after a returned response; keep only what the error allows.
-    if not exc.commit:
-        await db.rollback()
 
 
 @router.post(
@@ -190,17 +152,14 @@ async def refresh(
     responses=error_responses(422),
 )
 async def logout(
-    body: RefreshRequest, request: Request, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: RefreshRequest,
+    bearer: OptionalBearerToken,
+    db: SessionDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
 ) -> Response:
     """Ends the session of the refresh token (and of the bearer token, if one is sent)."""
-    await runtime.sessions.logout(db, body.refresh_token, client)
-    if "authorization" in request.headers:
-        try:
-            claims = runtime.jwt.decode(bearer_token(request))
-        except (InvalidAccessToken, TokenExpired, NotAuthenticated):
-            claims = None
-        if claims is not None:
-            await runtime.sessions.end_session_of(db, claims.sid, client)
+    await runtime.sessions.logout(db, body.refresh_token, bearer, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -280,18 +239,5 @@ async def introspect(
     """RFC 7662 for trusted services (HTTP Basic of an introspection client)."""
     client_id = _basic_client(request, settings)
     await runtime.limiter.hit("introspect_client", client_id)
-    claims = await runtime.sessions.introspect(db, body.token)
-    if claims is None:
-        return IntrospectionResponse(active=False)
-    return IntrospectionResponse(
-        active=True,
-        sub=str(claims.sub),
-        exp=claims.exp,
-        iat=claims.iat,
-        sid=str(claims.sid),
-        scope=claims.scope,
-        token_type="Bearer",  # noqa: S106
-        client_id=client_id,
-        iss=settings.public_url,
-        aud=settings.jwt_audience,
-    )
+    introspection = await runtime.sessions.introspect(db, body.token, client_id)
+    return IntrospectionResponse.model_validate(introspection, from_attributes=True)

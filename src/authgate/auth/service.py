@@ -9,13 +9,22 @@ a correct password.
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
+from authgate.core.db import security_write
 from authgate.core.email import EmailService, EmailTemplate
-from authgate.core.errors import EmailNotVerified, InvalidCredentials
+from authgate.core.errors import (
+    AuthgateError,
+    EmailNotVerified,
+    InvalidCredentials,
+    OAuth2TokenError,
+)
 from authgate.core.http import ClientInfo
 from authgate.core.metrics import LOGINS
 from authgate.core.ratelimit import RateLimiter
@@ -30,6 +39,16 @@ from authgate.users.repository import UserRepository
 from authgate.verification.service import Registration, VerificationService
 
 logger = logging.getLogger("authgate.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """The form of ``POST /auth/token``."""
+
+    grant_type: str
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
 
 
 class AuthService:
@@ -126,8 +145,9 @@ class AuthService:
 
     async def authenticate(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
-    ) -> User:
-        """The user whose password this is, or InvalidCredentials (same for every failure).
+    ) -> tuple[User, str | None]:
+        """The user whose password this is (and a stronger hash of it, if one is due), or
+        InvalidCredentials (same for every failure, its audit row kept by a security write).
 
         Rate limits per IP and the per-account throttle are consulted before any password work,
         keyed on the address whether or not an account has it. A device that signed in to the
@@ -141,29 +161,36 @@ class AuthService:
         ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
         if user is None or not ok or not user.is_active:
             await self._throttle.failure(bucket)
-            self._audit.record(
-                db,
-                AuditType.login_failed,
-                user_id=user.id if user else None,
-                client=client,
-                detail={
-                    "reason": "unknown" if user is None else "password" if not ok else "disabled"
-                },
-            )
+            user_id = user.id if user else None
+            reason = "unknown" if user is None else "password" if not ok else "disabled"
+
+            async def audit_failure(tx: AsyncSession) -> None:
+                self._audit.record(
+                    tx,
+                    AuditType.login_failed,
+                    user_id=user_id,
+                    client=client,
+                    detail={"reason": reason},
+                )
+
+            await security_write(db, audit_failure)
             LOGINS.labels("failed").inc()
-            raise InvalidCredentials(commit=True)
+            raise InvalidCredentials()
         await self._throttle.success(bucket)
-        if new_hash is not None:
-            await self._users.update(db, user, password_hash=new_hash)
-        return user
+        return user, new_hash
 
     async def login(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
     ) -> IssuedTokens:
-        user = await self.authenticate(db, email, password, client)
+        user, new_hash = await self.authenticate(db, email, password, client)
         if not user.email_verified:
             LOGINS.labels("unverified").inc()
-            raise EmailNotVerified(commit=True)
+            if new_hash is not None:
+                # The right password was given: its stronger hash is kept all the same.
+                await security_write(db, partial(self._rehash, user.id, new_hash))
+            raise EmailNotVerified()
+        if new_hash is not None:
+            await self._users.update(db, user, password_hash=new_hash)
         issued = await self._sessions.open(db, user, client, method="password")
         await self._throttle.remember_device(account_key(user.email), client)
         await self._users.set_last_login(db, user, utc_now())
@@ -176,6 +203,37 @@ class AuthService:
         )
         LOGINS.labels("succeeded").inc()
         return issued
+
+    async def _rehash(self, user_id: uuid.UUID, password_hash: str, tx: AsyncSession) -> None:
+        user = await self._users.by_id(tx, user_id)
+        if user is not None:
+            await self._users.update(tx, user, password_hash=password_hash)
+
+    async def token(self, db: AsyncSession, grant: TokenGrant, client: ClientInfo) -> IssuedTokens:
+        """``POST /auth/token`` (RFC 6749 §4.3 and §6): the password and refresh_token grants.
+        Every refusal is an ``OAuth2TokenError`` (§5.2), except 429 and 503, which stay
+        problems. What a refusal must keep (the failed sign-in's audit row, a revocation on
+        refresh-token reuse) was committed by its security write before it was raised."""
+        if grant.grant_type == "password":
+            if not grant.username or grant.password is None:
+                raise OAuth2TokenError("invalid_request", "username and password are required.")
+            issue = self.login(db, grant.username, grant.password, client)
+        elif grant.grant_type == "refresh_token":
+            if not grant.refresh_token:
+                raise OAuth2TokenError("invalid_request", "refresh_token is required.")
+            issue = self._sessions.refresh(db, grant.refresh_token, client)
+        else:
+            raise OAuth2TokenError("unsupported_grant_type", "Use password or refresh_token.")
+        try:
+            return await issue
+        except EmailNotVerified as exc:
+            raise OAuth2TokenError("invalid_grant", exc.detail) from exc
+        except AuthgateError as exc:
+            if exc.status in (429, 503):
+                raise
+            raise OAuth2TokenError(
+                "invalid_grant", "The credentials or refresh token are invalid."
+            ) from exc
 
     async def forgot_password(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
         # Limits keyed on the normalised address whether or not it exists: a 429 says nothing.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
@@ -19,6 +19,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from authgate.config import Settings
 from authgate.core.time import as_utc, utc_now
+
+T = TypeVar("T")
+
+#: ``AsyncSession.info`` key set by ``security_write``: the session's unit of work was abandoned
+#: and only the security write was committed.
+SECURITY_WRITE = "authgate.security_write"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -97,6 +103,45 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+async def security_write(db: AsyncSession, write: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Commit ``write`` although the request is about to fail: the one way to keep a write
+    past a failure (a session revoked on refresh-token reuse, the audit row of a failed sign-in,
+    a one-time code burnt because it came without its browser, a spent email-change link).
+
+    Only for a request that fails right after it (the caller raises): everything the unit of
+    work wrote so far is rolled back first — the request fails, so none of it may stay — then
+    ``write`` runs in a fresh transaction on the same connection and is committed at once,
+    before the error is raised and before anything else (the shared store, a provider) can
+    fail. The same connection, and no transaction of the request still open, on both
+    databases: SQLite has one writer, so a second connection would wait on the request's own
+    write lock until ``busy_timeout``; PostgreSQL would wait forever on row locks the request
+    holds (the spent token, a session row). The rollback expires every loaded row, so pass
+    ``write`` plain values, not ORM objects, and read none afterwards.
+
+    The unit of work (``deps.get_db``, ``session_scope``) refuses to commit after a security
+    write: a request that carried on would silently lose its earlier writes."""
+    await db.rollback()
+    db.info[SECURITY_WRITE] = True
+    try:
+        result = await write(db)
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return result
+
+
+def _refuse_after_security_write(session: AsyncSession) -> None:
+    if session.info.get(SECURITY_WRITE):
+        raise RuntimeError("a unit of work carried on after a security write; it must fail")
+
+
+async def commit_unit_of_work(session: AsyncSession) -> None:
+    """Commit a unit of work that ended normally (never one that made a security write)."""
+    _refuse_after_security_write(session)
+    await session.commit()
+
+
 async def session_scope(
     maker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
@@ -104,7 +149,7 @@ async def session_scope(
     async with maker() as session:
         try:
             yield session
-            await session.commit()
+            await commit_unit_of_work(session)
         except BaseException:
             await session.rollback()
             raise

@@ -22,11 +22,8 @@ class AuthgateError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
-        commit: bool = False,
     ) -> None:
         self.detail = detail or self.default_detail
-        #: Keep the unit of work's changes (an audit row, a revocation) although the request fails.
-        self.commit = commit
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
         super().__init__(self.detail)
@@ -91,11 +88,9 @@ class Unauthorized(AuthgateError):
     title = "Unauthorized"
     default_detail = "Authentication is required."
 
-    def __init__(
-        self, detail: str | None = None, *, error: str = "invalid_token", commit: bool = False
-    ) -> None:
+    def __init__(self, detail: str | None = None, *, error: str = "invalid_token") -> None:
         challenge = f'Bearer error="{error}"' if error else "Bearer"
-        super().__init__(detail, headers={"WWW-Authenticate": challenge}, commit=commit)
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
 class NotAuthenticated(Unauthorized):
@@ -129,8 +124,8 @@ class InvalidCredentials(Unauthorized):
     title = "Invalid credentials"
     default_detail = "The email or password is incorrect."
 
-    def __init__(self, detail: str | None = None, *, commit: bool = False) -> None:
-        super().__init__(detail, error="", commit=commit)
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, error="")
 
 
 class InvalidClient(Unauthorized):
@@ -211,6 +206,22 @@ class ServiceUnavailable(AuthgateError):
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class OAuth2TokenError(AuthgateError):
+    """A refusal of ``POST /auth/token``, rendered in the RFC 6749 §5.2 form
+    (``{"error", "error_description"}``, ``Cache-Control: no-store``), not as a problem."""
+
+    status = 400
+    code = "invalid_grant"
+    title = "Invalid grant"
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        self.error = error
+
+    def to_oauth2(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.detail}
 
 
 class OAuthFlowError(AuthgateError):

@@ -173,12 +173,7 @@ async def provider_token(
     await runtime.limiter.hit("introspect_client", caller.client_id)
     read = await runtime.oauth.read_provider_token(db, caller, body.user_id, body.provider, client)
     response.headers.update(NO_STORE)
-    return ProviderTokenOut(
-        access_token=read.access_token,
-        token_type=read.token_type,
-        expires_at=read.expires_at,
-        scope=read.scope,
-    )
+    return ProviderTokenOut.model_validate(read, from_attributes=True)
 
 
 @router.get(

@@ -20,6 +20,7 @@ and the completed link is emailed too.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -27,6 +28,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import ProviderTokenClient, Settings
+from authgate.core.db import security_write
 from authgate.core.errors import Forbidden, InvalidToken, NotFound
 from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import DecryptionError, EncryptionService
@@ -391,7 +394,7 @@ class OAuthService:
         self, db: AsyncSession, code: str, cookies: Mapping[str, str], client: ClientInfo
     ) -> Redeemed:
         """Spend the code, then check the browser's redemption cookie: without the right one the
-        code stays spent (``commit``) and the answer is 400 ``invalid_token`` like any bad code."""
+        code stays spent (a security write) and the answer is 400 ``invalid_token`` like any bad code."""
         spent = await self._action_tokens.consume(db, ActionKind.oauth_code, code)
         data = spent.data or {}
         cookie_name = str(data.get("cookie", ""))
@@ -403,14 +406,8 @@ class OAuthService:
             or not hmac.compare_digest(self._opaque.hash(presented).encode(), expected.encode())
         ):
             logger.info("oauth.code.unbound", extra={"user_id": str(spent.user_id)})
-            self._audit.record(
-                db,
-                AuditType.login_failed,
-                user_id=spent.user_id,
-                client=client,
-                detail={"method": "oauth", "reason": "code_without_its_browser"},
-            )
-            raise InvalidToken(commit=True)
+            await security_write(db, partial(self._burn_unbound_code, code, spent.user_id, client))
+            raise InvalidToken()
         user = await self._users.by_id(db, spent.user_id)
         if user is None or not user.is_active or not user.email_verified:
             raise InvalidToken()
@@ -426,6 +423,21 @@ class OAuthService:
             detail={"method": f"oauth:{provider}"},
         )
         return Redeemed(issued, cookie_name)
+
+    async def _burn_unbound_code(
+        self, code: str, user_id: uuid.UUID, client: ClientInfo, db: AsyncSession
+    ) -> None:
+        # Spent again in the security write's own transaction; if a concurrent redemption spent
+        # it in between, it is burnt all the same.
+        with contextlib.suppress(InvalidToken):
+            await self._action_tokens.consume(db, ActionKind.oauth_code, code)
+        self._audit.record(
+            db,
+            AuditType.login_failed,
+            user_id=user_id,
+            client=client,
+            detail={"method": "oauth", "reason": "code_without_its_browser"},
+        )
 
     # -- the provider-token vault, for the product's back-end services ----------------------
 

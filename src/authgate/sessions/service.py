@@ -16,16 +16,19 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
+from authgate.core.db import security_write
 from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import (
     InvalidAccessToken,
     InvalidRefreshToken,
+    NotAuthenticated,
     NotFound,
     ServiceUnavailable,
     TokenExpired,
@@ -36,7 +39,7 @@ from authgate.core.security.jwt import AccessClaims, JWTService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
-from authgate.models import ActionKind, AuthSession, RefreshToken, User
+from authgate.models import ActionKind, AuthSession, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository, SessionView
 from authgate.users.repository import UserRepository
@@ -44,6 +47,22 @@ from authgate.users.repository import UserRepository
 logger = logging.getLogger("authgate.sessions")
 
 _SUCCESSOR = "refresh-successor"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenIntrospection:
+    """An RFC 7662 answer; an inactive token has nothing but ``active``."""
+
+    active: bool
+    sub: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    sid: str | None = None
+    scope: str | None = None
+    token_type: str | None = None
+    client_id: str | None = None
+    iss: str | None = None
+    aud: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,28 +196,52 @@ class SessionService:
                     successor.issued_at,
                     successor.expires_at,
                 )
-        await self._reuse_detected(db, session, token, client)
-        raise InvalidRefreshToken(commit=True)
+        await self._reuse_detected(db, session.id, session.user_id, token.id, client)
+        raise InvalidRefreshToken()
 
     async def _reuse_detected(
-        self, db: AsyncSession, session: AuthSession, token: RefreshToken, client: ClientInfo
+        self,
+        db: AsyncSession,
+        session_id: uuid.UUID,
+        user_id: uuid.UUID,
+        token_id: uuid.UUID,
+        client: ClientInfo,
     ) -> None:
-        now = utc_now()
-        revoked = await self._repo.revoke_session(db, session.id, now, "reuse_detected")
-        await self._deny_sessions([session.id])
+        """Revoke the session, audit and mail the incident: a security write, committed before
+        the shared store is told (which may fail: a 503 then, the revocation kept)."""
+        revoked = await security_write(
+            db, partial(self._revoke_reused, session_id, user_id, token_id, client)
+        )
+        await self._deny_sessions([session_id])
+        if revoked:
+            TOKEN_REUSE.inc()
+            logger.warning(
+                "auth.refresh.reuse_detected",
+                extra={"user_id": str(user_id), "session_id": str(session_id)},
+            )
+
+    async def _revoke_reused(
+        self,
+        session_id: uuid.UUID,
+        user_id: uuid.UUID,
+        token_id: uuid.UUID,
+        client: ClientInfo,
+        db: AsyncSession,
+    ) -> bool:
+        revoked = await self._repo.revoke_session(db, session_id, utc_now(), "reuse_detected")
         if not revoked:
             # Concurrent replays race here: only the one whose UPDATE revoked the session reports
             # the incident, so it is audited and mailed once.
-            return
+            return False
         self._audit.record(
             db,
             AuditType.refresh_reuse_detected,
-            user_id=session.user_id,
-            session_id=session.id,
+            user_id=user_id,
+            session_id=session_id,
             client=client,
-            detail={"token_id": str(token.id)},
+            detail={"token_id": str(token_id)},
         )
-        user = await self._users.by_id(db, session.user_id)
+        user = await self._users.by_id(db, user_id)
         if user is not None:
             await self._email.enqueue(
                 db,
@@ -211,11 +254,7 @@ class SessionService:
                 },
                 user_id=user.id,
             )
-        TOKEN_REUSE.inc()
-        logger.warning(
-            "auth.refresh.reuse_detected",
-            extra={"user_id": str(session.user_id), "session_id": str(session.id)},
-        )
+        return True
 
     def _token_deadline(self, now: datetime, session_expires_at: datetime) -> datetime:
         """Idle deadline of a new token, never past the session's absolute end."""
@@ -241,14 +280,24 @@ class SessionService:
 
     # -- ending ------------------------------------------------------------------------------
 
-    async def logout(self, db: AsyncSession, raw: str, client: ClientInfo) -> None:
-        """End the session of a refresh token. Silent for unknown or ended sessions."""
-        if not OpaqueTokens.looks_like(TokenKind.refresh, raw):
+    async def logout(
+        self, db: AsyncSession, raw: str, bearer: str | None, client: ClientInfo
+    ) -> None:
+        """End the session of a refresh token, and that of the access token ``bearer`` if one
+        was sent. Silent for unknown, invalid or ended sessions and tokens."""
+        if OpaqueTokens.looks_like(TokenKind.refresh, raw):
+            token = await self._repo.token_by_hash(db, self._opaque.hash(raw))
+            if token is not None:
+                await self.end(
+                    db, token.session_id, client, reason="logout", audit=AuditType.logout
+                )
+        if bearer is None:
             return
-        token = await self._repo.token_by_hash(db, self._opaque.hash(raw))
-        if token is None:
+        try:
+            claims = self._jwt.decode(bearer)
+        except (InvalidAccessToken, TokenExpired, NotAuthenticated):
             return
-        await self.end(db, token.session_id, client, reason="logout", audit=AuditType.logout)
+        await self.end(db, claims.sid, client, reason="logout", audit=AuditType.logout)
 
     async def end(
         self,
@@ -352,17 +401,25 @@ class SessionService:
             raise InvalidAccessToken()
         return snapshot, claims
 
-    async def introspect(self, db: AsyncSession, token: str) -> AccessClaims | None:
-        """RFC 7662: the claims of a currently valid access token, else None."""
+    async def introspect(self, db: AsyncSession, token: str, client_id: str) -> TokenIntrospection:
+        """RFC 7662 for the introspection client ``client_id``: the claims of a currently valid
+        access token, else ``active: false`` and nothing more."""
         try:
-            return (await self.check_access(db, token))[2]
+            claims = (await self.check_access(db, token))[2]
         except (InvalidAccessToken, TokenExpired):
-            return None
-
-    async def end_session_of(
-        self, db: AsyncSession, session_id: uuid.UUID, client: ClientInfo
-    ) -> None:
-        await self.end(db, session_id, client, reason="logout", audit=AuditType.logout)
+            return TokenIntrospection(active=False)
+        return TokenIntrospection(
+            active=True,
+            sub=str(claims.sub),
+            exp=claims.exp,
+            iat=claims.iat,
+            sid=str(claims.sid),
+            scope=claims.scope,
+            token_type="Bearer",  # noqa: S106
+            client_id=client_id,
+            iss=self._settings.public_url,
+            aud=self._settings.jwt_audience,
+        )
 
     async def logout_all(self, db: AsyncSession, user: User, client: ClientInfo) -> None:
         await self.end_all(db, user, reason="logout_all")

@@ -12,16 +12,18 @@ unverified address again").
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
+from authgate.core.db import security_write
 from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
@@ -196,6 +198,19 @@ class VerificationService:
         )
         return user
 
+    async def _burn_email_change_link(self, db: AsyncSession, token: str) -> NoReturn:
+        """The link's new address was taken: keep the link spent (a security write), change
+        nothing else, and refuse."""
+
+        async def spend(tx: AsyncSession) -> None:
+            # Spent again in the security write's own transaction (a concurrent confirmation
+            # may have spent it in between: spent all the same).
+            with contextlib.suppress(InvalidToken):
+                await self._tokens.consume(tx, ActionKind.change_email, token)
+
+        await security_write(db, spend)
+        raise InvalidToken("The new address is no longer available.")
+
     @staticmethod
     def _adopted_registration(data: dict[str, object]) -> UserChanges:
         """What the followed link of a later sign-up sets: its password and name."""
@@ -218,13 +233,12 @@ class VerificationService:
         other = await self._users.by_email(db, new_email)
         if other is not None and other.id != user.id:
             # Taken since the link was sent: the link is spent and the address stays as it was.
-            raise InvalidToken("The new address is no longer available.", commit=True)
+            await self._burn_email_change_link(db, token)
         old_email = user.email
         # The check above cannot see a concurrent confirmation or registration of the same
-        # address that has not committed yet; the repository's unique index can (and keeps the
-        # spent token while the change is undone).
+        # address that has not committed yet; the repository's unique index can.
         if not await self._users.change_email(db, user, new_email):
-            raise InvalidToken("The new address is no longer available.", commit=True)
+            await self._burn_email_change_link(db, token)
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         # The old address hears that it no longer controls the account.
