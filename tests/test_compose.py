@@ -40,7 +40,7 @@ import yaml
 from authgate.cli import build_parser
 from authgate.config import Settings
 from authgate.core.security.crypto import parse_key_ring
-from tests.conftest import TEST_PASSWORD
+from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import PostgresServer, free_port, moto_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Account, Flows
 from tests.support.api import assert_problem, bearer, mail_with_subject
+from tests.support.flows import TEST_PASSWORD, Account, Flows
 from tests.support.mail import SmtpSink
 from tests.support.servers import RedisServer
 

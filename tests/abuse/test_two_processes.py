@@ -14,7 +14,7 @@ import pytest
 
 from authgate.config import Settings
 from authgate.core.migrate import upgrade_async
-from tests.conftest import TEST_PASSWORD
+from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import PostgresServer, RedisServer, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,6 @@ import pytest
 from authgate.core.time import utc_now
 from authgate.models import EmailOutbox, OutboxStatus
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.api import (
     assert_problem,
     bearer,
@@ -25,6 +24,7 @@ from tests.support.api import (
     user_id,
 )
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"

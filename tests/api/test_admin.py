@@ -19,7 +19,7 @@ from authgate.core.time import utc_now
 from authgate.models import AuditEvent, User
 from authgate.runtime import Runtime
 from authgate.users.emails import email_key
-from tests.conftest import Account, Flows
+from tests.support.flows import Account, Flows
 
 ADMIN = "/api/v1/admin"
 

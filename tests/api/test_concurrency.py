@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.db import audit_count, row_count, successors_of
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"

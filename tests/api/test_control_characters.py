@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Account, Flows
+from tests.support.flows import TEST_PASSWORD, Account, Flows
 
 REFUSED = [
     "\x00",

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from authgate.config import Settings
 from authgate.core.db import make_engine
 from authgate.models.email_outbox import EmailOutbox
-from tests.conftest import TEST_PASSWORD, Flows
+from tests.support.flows import TEST_PASSWORD, Flows
 
 VOLATILE = {"x-request-id", "date", "content-length"}
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from authgate.core.time import shifted
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 API = "/api/v1"
 CLIENT_ID = "svc"

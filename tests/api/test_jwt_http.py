@@ -10,8 +10,8 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.jwt_forgery import EXPIRED_CASES, forged_tokens, noncanonical_spelling
+from tests.support.flows import Flows
 
 
 async def test_every_forgery_is_a_401_problem(

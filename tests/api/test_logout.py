@@ -7,9 +7,9 @@ import uuid
 import httpx
 
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, refresh, several_sessions, shape
 from tests.support.db import audit_count
+from tests.support.flows import Account, Flows
 
 API = "/api/v1"
 #: Headers that differ on every response whatever happened.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 
 async def test_health(client: httpx.AsyncClient) -> None:

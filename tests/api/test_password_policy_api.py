@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 
 async def _register(

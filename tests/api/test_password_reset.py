@@ -12,9 +12,9 @@ import pytest
 
 from authgate.core.time import shifted
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, shape
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
+from tests.support.flows import Account, Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"

@@ -14,7 +14,6 @@ from sqlalchemy import update
 from authgate.core.time import shifted
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.api import assert_problem, mail_with_subject, refresh, user_id
 from tests.support.db import (
     audit_count,
@@ -24,6 +23,7 @@ from tests.support.db import (
     scan_logs,
     successors_of,
 )
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, refresh, sid_of
 from tests.support.db import audit_count
+from tests.support.flows import Account, Flows
 
 API = "/api/v1"
 PEER_IP = "203.0.113.7"

@@ -13,8 +13,9 @@ from sqlalchemy import select, update
 from authgate.models import OAuthIdentity, User
 from authgate.oauth.repository import OAuthRepository
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Flows
-from tests.oauth.conftest import (
+from tests.support.api import mail_with_subject
+from tests.support.flows import TEST_PASSWORD, Flows
+from tests.support.oauth import (
     REDIRECT_URL,
     Browser,
     OidcServer,
@@ -23,7 +24,6 @@ from tests.oauth.conftest import (
     new_sub,
     query_of,
 )
-from tests.support.api import mail_with_subject
 
 
 def bearer(pair: dict[str, Any]) -> dict[str, str]:

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from authgate.core.time import shifted
 from authgate.models import AuditEvent, OAuthState, ProviderToken, User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
-from tests.oauth.conftest import (
+from tests.support.flows import Flows
+from tests.support.oauth import (
     Browser,
     OidcServer,
     base_overrides,
