@@ -21,6 +21,7 @@ from authgate.config import Settings
 from authgate.core.migrate import upgrade_async
 from authgate.runtime import Runtime
 from tests.support.db import truncate_all
+from tests.support.factories import Factory
 from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 from tests.support.servers import PostgresServer, postgres_server
@@ -141,3 +142,8 @@ async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[httpx.As
 @pytest.fixture
 def flows(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> Flows:
     return Flows(client, smtp_sink)
+
+
+@pytest.fixture
+def factory(runtime: Runtime) -> Factory:
+    return Factory(runtime)
