@@ -95,9 +95,12 @@ class Factory:
         *,
         is_superuser: bool = False,
     ) -> Account:
-        """A verified user with one open session: what ``Flows.signed_up`` gives, without HTTP."""
+        """A verified user signed in once (one open session, ``last_login_at`` set): what
+        ``Flows.signed_up`` gives, without HTTP, mail or audit events."""
         user = await self.user(email, password=password, name=name, is_superuser=is_superuser)
-        tokens = await self.session(user)
+        async with self.runtime.sessionmaker() as db, db.begin():
+            tokens = await self.runtime.sessions.open(db, user, self.client)
+            await self.runtime.users_repo.set_last_login(db, user, utc_now())
         return Account(user.email, password, tokens.access_token, tokens.refresh_token)
 
     async def action_token(
