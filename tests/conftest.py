@@ -81,7 +81,7 @@ async def _database_url(backend: str, request: pytest.FixtureRequest, tmp_root: 
         url = server.createdb("authgate_test")
     else:
         url = f"sqlite+aiosqlite:///{tmp_root / 'authgate_test.db'}"
-    await upgrade_async(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    await upgrade_async(Settings(_env_file=None, database_url=url))
     _migrated[backend] = url
     return url
 

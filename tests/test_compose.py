@@ -389,7 +389,7 @@ def test_compose_environment_passes_the_production_check(
             monkeypatch.delenv(key)
     for key, value in services["app"]["environment"].items():
         monkeypatch.setenv(key, value)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
 
     assert settings.is_production
     assert settings.production_problems() == []

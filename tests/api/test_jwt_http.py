@@ -25,7 +25,7 @@ async def test_every_forgery_is_a_401_problem(
             continue  # HTTP field values are trimmed (RFC 9110 §5.5): the same token
         # Non-ASCII forgeries travel as raw UTF-8 bytes, as a hostile client would send them.
         value = f"Bearer {token}".encode()
-        response = await client.get("/api/v1/users/me", headers={"Authorization": value})
+        response = await client.get("/api/v1/users/me", headers={b"Authorization": value})
         assert response.status_code == 401, (name, response.status_code, response.text)
         assert response.headers["content-type"] == "application/problem+json", name
         assert response.headers["www-authenticate"].startswith("Bearer"), name

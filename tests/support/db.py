@@ -29,7 +29,7 @@ from authgate.runtime import Runtime
 
 async def truncate_all(url: str) -> None:
     """Empty every table (the schema stays): what each database test leaves behind."""
-    engine = make_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = make_engine(Settings(_env_file=None, database_url=url))
     try:
         async with engine.begin() as conn:
             tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
