@@ -3,17 +3,26 @@ environment only, against a fresh SQLite database and key directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from authgate.core.time import shifted, utc_now
+from authgate.models import ActionKind, ActionToken, AuthSession, OAuthState, RefreshToken
+from authgate.runtime import Runtime
+from authgate.sessions.repository import SessionRepository
 from authgate.users.emails import email_key
+from tests.support.factories import TEST_CLIENT, Factory
+from tests.support.settings import make_settings
 
 ADMIN_PASSWORD = "a long admin password 123"
 
@@ -153,12 +162,68 @@ def test_openapi(cli: Cli) -> None:
     assert spec["info"]["title"] == "authgate"
 
 
-def test_purge_expired(cli: Cli) -> None:
-    cli.run("migrate")
-    counts = json.loads(cli.run("purge-expired").stdout)
-    assert isinstance(counts, dict)
-    assert counts
-    assert all(isinstance(value, int) and value == 0 for value in counts.values())
+async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: Cli) -> None:
+    """Expired and ended rows go, live ones stay: a session past its end or revoked (with its
+    refresh tokens), a one-time token expired, superseded or spent, an expired OAuth state."""
+    await asyncio.to_thread(cli.run, "migrate")
+    settings = make_settings(
+        database_url=cli.env["AUTHGATE_DATABASE_URL"], keys_dir=cli.workdir / "keys"
+    )
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        factory = Factory(runtime)
+        user = await factory.user()
+        live = await factory.session(user)
+        async with runtime.sessionmaker() as db, db.begin():  # a spent token of a live session
+            rotated = await runtime.sessions.refresh(db, live.refresh_token, TEST_CLIENT)
+        with shifted(-timedelta(seconds=settings.refresh_token_ttl, days=1)):
+            expired = await factory.session(user)
+        revoked = await factory.session(user)
+        async with runtime.sessionmaker() as db, db.begin():
+            assert await SessionRepository().revoke_session(
+                db, revoked.session_id, utc_now(), "logout"
+            )
+
+        superseded = await factory.action_token(user, ActionKind.verify_email)
+        live_token = await factory.action_token(user, ActionKind.verify_email)
+        with shifted(-timedelta(hours=2)):
+            expired_token = await factory.action_token(user, ActionKind.reset_password)
+        spent = await factory.action_token(user, ActionKind.change_email)
+        async with runtime.sessionmaker() as db, db.begin():
+            await runtime.action_tokens.consume(db, ActionKind.change_email, spent)
+
+        live_state = await factory.oauth_state(ttl_seconds=600)
+        await factory.oauth_state(ttl_seconds=-60)
+
+        async with runtime.sessionmaker() as db:
+            before = set((await db.scalars(select(AuthSession.id))).all())
+        assert before == {live.session_id, expired.session_id, revoked.session_id}
+
+        counts = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
+        assert counts == {"action_tokens": 3, "sessions": 2, "oauth_states": 1}
+
+        async with runtime.sessionmaker() as db:
+            sessions = set((await db.scalars(select(AuthSession.id))).all())
+            tokens = (await db.execute(select(RefreshToken.session_id, RefreshToken.used_at))).all()
+            actions = set((await db.scalars(select(ActionToken.token_hash))).all())
+            states = set((await db.scalars(select(OAuthState.id))).all())
+        assert sessions == {live.session_id}
+        assert rotated.session_id == live.session_id
+        # The live session keeps its whole chain (the spent token proves reuse later).
+        assert sorted(
+            used is None for session_id, used in tokens if session_id == live.session_id
+        ) == [False, True]
+        assert len(tokens) == 2
+        assert actions == {runtime.opaque.hash(live_token)}
+        assert runtime.opaque.hash(superseded) not in actions
+        assert runtime.opaque.hash(expired_token) not in actions
+        assert states == {live_state.id}
+
+        # A second run finds nothing more to delete.
+        again = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
+        assert again == {"action_tokens": 0, "sessions": 0, "oauth_states": 0}
+    finally:
+        await runtime.close()
 
 
 def test_keys_list_on_a_fresh_install_says_how_to_create_a_key(cli: Cli) -> None:

@@ -40,7 +40,7 @@ import yaml
 from authgate.cli import build_parser
 from authgate.config import Settings
 from authgate.core.security.crypto import parse_key_ring
-from tests.conftest import TEST_PASSWORD
+from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import PostgresServer, free_port, moto_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,7 +393,7 @@ def test_compose_environment_passes_the_production_check(
             monkeypatch.delenv(key)
     for key, value in services["app"]["environment"].items():
         monkeypatch.setenv(key, value)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
 
     assert settings.is_production
     assert settings.production_problems() == []

@@ -7,23 +7,14 @@ running server, so a failing outage test cannot leave the next one without Redis
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 
-from authgate.config import Settings
 from authgate.core.store import MemoryStore, RedisStore, Store
+from tests.support.abuse import FUNCTIONAL_TIMEOUT, OUTAGE_TIMEOUT, StoreFactory
 from tests.support.servers import RedisServer, redis_server
-
-#: Store timeouts: the functional tests must not fail on a loaded CI machine (50 parallel
-#: connects), the outage tests use the production default and check how fast failures surface.
-FUNCTIONAL_TIMEOUT = 2.0
-OUTAGE_TIMEOUT = 0.5
-
-#: Generous defaults so tests that are not about a limit never hit one.
-TEST_LIMITS = {"login_account": "1000/hour", "login_ip": "5/minute"}
 
 
 @pytest.fixture(scope="session")
@@ -42,21 +33,6 @@ def redis_srv(_redis_session: RedisServer) -> Iterator[RedisServer]:
     yield server
     if server.process is None:
         server.start()
-
-
-def abuse_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "_env_file": None,
-        "env": "test",
-        "rate_limits_enabled": True,
-        "rate_limits": TEST_LIMITS,
-        "store_timeout": OUTAGE_TIMEOUT,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-StoreFactory = Callable[[], Store]
 
 
 @pytest.fixture(params=["memory", "redis"])

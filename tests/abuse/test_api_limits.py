@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from authgate.models import AuditEvent
 from authgate.runtime import Runtime
-from tests.conftest import Flows
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 from tests.support.servers import RedisServer
 
 
@@ -94,9 +95,9 @@ async def test_parallel_wrong_passwords_are_evaluated_no_more_often_than_sequent
 
 
 async def test_forgot_password_past_the_limit_is_identical_for_every_address(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     ghost = "nobody-at-all@example.com"
     for _ in range(2):
         for email in (account.email, ghost):
@@ -147,9 +148,9 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(runtime: Runtime) -
 
 
 async def test_redis_down_fails_closed_and_recovers(
-    flows: Flows, client: httpx.AsyncClient, redis_srv: RedisServer
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, redis_srv: RedisServer
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     redis_srv.stop()
     try:
         checks = [

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Account, Flows
 from tests.support.api import assert_problem, bearer, mail_with_subject
+from tests.support.factories import Factory
+from tests.support.flows import TEST_PASSWORD, Account, Flows
 from tests.support.mail import SmtpSink
 from tests.support.servers import RedisServer
 
@@ -146,9 +147,9 @@ async def test_login_guesses_throttle_the_re_confirmations_too(
 
 
 async def test_the_current_address_is_refused_before_the_password_is_checked(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     for password in (account.password, "not my password xxxx"):
         for spelling in (account.email, account.email.upper()):
             response = await change_email(client, account, spelling, password, stranger(1))
@@ -195,9 +196,9 @@ async def test_strangers_guesses_never_lock_the_owner_out_of_a_known_device(
 
 
 async def test_a_completed_reset_lifts_the_account_throttle(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     for i in range(12):
         await login(client, account.email, f"guess {i:02d} xxxx", stranger(i))
     laptop = stranger(150, "Mozilla/5.0 (laptop, never signed in)")
@@ -227,10 +228,10 @@ async def test_a_completed_reset_lifts_the_account_throttle(
 
 
 async def test_email_change_is_limited_per_user_and_per_recipient(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    spammer = await flows.signed_up()
-    helper = await flows.signed_up()
+    spammer = await factory.account()
+    helper = await factory.account()
     target = "target@example.org"
     statuses = [
         (await change_email(client, spammer, target, spammer.password)).status_code
@@ -253,9 +254,9 @@ async def test_email_change_is_limited_per_user_and_per_recipient(
     indirect=True,
 )
 async def test_the_outbox_limits_mail_per_recipient_but_never_drops_a_security_notice(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    spammer = await flows.signed_up()
+    spammer = await factory.account()
     target = "target@example.org"
     for _ in range(5):
         assert (await change_email(client, spammer, target, spammer.password)).status_code == 202

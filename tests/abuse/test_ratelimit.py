@@ -13,7 +13,7 @@ from authgate.config import DEFAULT_RATE_LIMITS
 from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.store import MemoryStore, RedisStore, Store
-from tests.abuse.conftest import StoreFactory, abuse_settings
+from tests.support.abuse import StoreFactory, abuse_settings
 from tests.support.servers import RedisServer
 
 

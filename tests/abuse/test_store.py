@@ -20,7 +20,7 @@ from authgate.core.store import (
     make_store,
 )
 from authgate.core.time import shifted
-from tests.abuse.conftest import StoreFactory, abuse_settings
+from tests.support.abuse import StoreFactory, abuse_settings
 from tests.support.servers import RedisServer, free_port
 
 

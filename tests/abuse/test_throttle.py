@@ -12,7 +12,7 @@ from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.http import ClientInfo
 from authgate.core.store import MemoryStore, RedisStore, Store
 from authgate.core.throttle import LoginThrottle
-from tests.abuse.conftest import StoreFactory, abuse_settings
+from tests.support.abuse import StoreFactory, abuse_settings
 from tests.support.servers import RedisServer
 
 ALICE = "alice@example.com"

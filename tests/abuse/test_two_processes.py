@@ -14,7 +14,7 @@ import pytest
 
 from authgate.config import Settings
 from authgate.core.migrate import upgrade_async
-from tests.conftest import TEST_PASSWORD
+from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import PostgresServer, RedisServer, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def two_servers(
     pg_server: PostgresServer, redis_srv: RedisServer, tmp_path: Path, keys_dir: Path
 ) -> Iterator[tuple[str, str, str]]:
     db_url = pg_server.createdb(f"two_{os.getpid()}_{free_port()}")
-    asyncio.run(upgrade_async(Settings(_env_file=None, database_url=db_url)))  # type: ignore[call-arg]
+    asyncio.run(upgrade_async(Settings(_env_file=None, database_url=db_url)))
     ports = [free_port(), free_port()]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")},

@@ -13,7 +13,6 @@ import pytest
 from authgate.core.time import utc_now
 from authgate.models import EmailOutbox, OutboxStatus
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.api import (
     assert_problem,
     bearer,
@@ -25,6 +24,8 @@ from tests.support.api import (
     user_id,
 )
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
@@ -49,9 +50,9 @@ async def change_password(
 
 
 async def test_change_password_continues_in_a_new_session_and_ends_the_others(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     access_tokens, refresh_tokens = await several_sessions(flows, client, account)
 
@@ -83,9 +84,9 @@ async def test_change_password_continues_in_a_new_session_and_ends_the_others(
 
 
 async def test_change_password_with_a_wrong_current_password_is_400(
-    flows: Flows, client: httpx.AsyncClient
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     wrong = await change_password(
         client, account.access_token, "not my password at all", NEW_PASSWORD
     )
@@ -116,13 +117,14 @@ async def change_email(
 
 async def test_change_email_moves_the_address_only_when_the_link_is_used(
     flows: Flows,
+    factory: Factory,
     client: httpx.AsyncClient,
     smtp_sink: SmtpSink,
     runtime: Runtime,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with authgate_logs(caplog) as records:
-        account = await flows.signed_up()
+        account = await factory.account()
         new_address = "moved-here@example.com"
 
         wrong = await change_email(client, account.access_token, new_address, "not my password")
@@ -156,10 +158,10 @@ async def test_change_email_moves_the_address_only_when_the_link_is_used(
 
 
 async def test_change_email_to_a_taken_address_is_accepted_but_sends_no_link(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
-    owner = await flows.signed_up()
+    account = await factory.account()
+    owner = await factory.account()
 
     free = await change_email(
         client, account.access_token, "free-address@example.com", account.password
@@ -179,9 +181,9 @@ async def test_change_email_to_a_taken_address_is_accepted_but_sends_no_link(
 
 
 async def test_email_uniqueness_is_checked_again_when_the_link_is_used(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     contested = "contested@example.com"
     assert (
         await change_email(client, account.access_token, contested, account.password)
@@ -213,10 +215,10 @@ async def test_email_uniqueness_is_checked_again_when_the_link_is_used(
 
 
 async def test_delete_account_removes_the_user_and_everything_tied_to_it(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
-    bystander = await flows.signed_up()
+    account = await factory.account()
+    bystander = await factory.account()
     uid = await user_id(client, account)
     access_tokens, refresh_tokens = await several_sessions(flows, client, account)
     sids = {sid_of(t) for t in access_tokens}
@@ -273,9 +275,9 @@ async def test_delete_account_removes_the_user_and_everything_tied_to_it(
 
 
 async def test_delete_account_with_a_wrong_password_is_400(
-    flows: Flows, client: httpx.AsyncClient
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     wrong = await client.request(
         "DELETE",
         f"{API}/users/me",
@@ -294,8 +296,8 @@ async def test_delete_account_with_a_wrong_password_is_400(
 # -- PATCH /users/me ----------------------------------------------------------------------------
 
 
-async def test_patch_me_changes_only_the_name(flows: Flows, client: httpx.AsyncClient) -> None:
-    account = await flows.signed_up(name="Ada")
+async def test_patch_me_changes_only_the_name(factory: Factory, client: httpx.AsyncClient) -> None:
+    account = await factory.account(name="Ada")
     before = (await me(client, account.access_token)).json()
 
     updated = await client.patch(

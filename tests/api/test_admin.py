@@ -19,12 +19,14 @@ from authgate.core.time import utc_now
 from authgate.models import AuditEvent, User
 from authgate.runtime import Runtime
 from authgate.users.emails import email_key
-from tests.conftest import Account, Flows
+from tests.support.factories import Factory
+from tests.support.flows import Account, Flows
 
 ADMIN = "/api/v1/admin"
 
 
-async def _make_admin(flows: Flows, runtime: Runtime) -> Account:
+async def _registered_admin(flows: Flows, runtime: Runtime) -> Account:
+    """An admin who signed up over HTTP (for the tests that read the audit trail it leaves)."""
     account = await flows.signed_up(flows.new_email().replace("user", "admin"))
     async with runtime.sessionmaker() as db:
         await db.execute(
@@ -32,6 +34,12 @@ async def _make_admin(flows: Flows, runtime: Runtime) -> Account:
         )
         await db.commit()
     return account
+
+
+async def _make_admin(runtime: Runtime) -> Account:
+    return await Factory(runtime).account(
+        f"admin-{uuid.uuid4().hex[:8]}@example.com", is_superuser=True
+    )
 
 
 async def _user_id(client: httpx.AsyncClient, account: Account) -> str:
@@ -89,9 +97,9 @@ ENDPOINTS = [
 
 
 async def test_only_superusers_get_in(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user = await flows.signed_up()
+    user = await factory.account()
     user_id = await _user_id(client, user)
     for method, path, body in ENDPOINTS:
         url = ADMIN + path.format(id=user_id)
@@ -110,7 +118,7 @@ async def test_only_superusers_get_in(
 async def test_list_search_and_paginate(
     flows: Flows, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _make_admin(runtime)
     base = utc_now() + timedelta(seconds=1)
     names = ["Grace Hopper", "Ada 100%", None, "Alan", None, "Barbara", "Edsger"]
     async with runtime.sessionmaker() as db:
@@ -165,11 +173,11 @@ async def test_list_search_and_paginate(
 
 
 async def test_tampered_cursor_is_422(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
-    await flows.signed_up()
-    await flows.signed_up()
+    admin = await _make_admin(runtime)
+    await factory.account()
+    await factory.account()
     first = await client.get(f"{ADMIN}/users", params={"limit": 1}, headers=admin.auth)
     cursor = first.json()["next_cursor"]
     assert isinstance(cursor, str)
@@ -218,7 +226,7 @@ async def test_tampered_cursor_is_422(
 
 
 async def test_get_user(flows: Flows, client: httpx.AsyncClient, runtime: Runtime) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _make_admin(runtime)
     user = await flows.signed_up(name="Ada")
     user_id = await _user_id(client, user)
     found = await client.get(f"{ADMIN}/users/{user_id}", headers=admin.auth)
@@ -248,10 +256,10 @@ async def test_get_user(flows: Flows, client: httpx.AsyncClient, runtime: Runtim
 
 
 async def test_deactivation_ends_sessions_and_refuses_login(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
-    user = await flows.signed_up()
+    admin = await _make_admin(runtime)
+    user = await factory.account()
     user_id = await _user_id(client, user)
 
     response = await client.patch(
@@ -282,10 +290,10 @@ async def test_deactivation_ends_sessions_and_refuses_login(
 
 
 async def test_patch_fields_are_audited_by_name_only(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
-    user = await flows.signed_up(name="Old Name")
+    admin = await _make_admin(runtime)
+    user = await factory.account(name="Old Name")
     user_id = await _user_id(client, user)  # also warms the user's read-only snapshot
 
     response = await client.patch(
@@ -349,10 +357,10 @@ async def test_patch_fields_are_audited_by_name_only(
     ],
 )
 async def test_patch_refuses_other_fields(
-    body: Any, flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    body: Any, flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
-    user = await flows.signed_up(name="Unchanged")
+    admin = await _make_admin(runtime)
+    user = await factory.account(name="Unchanged")
     user_id = await _user_id(client, user)
     response = await client.patch(f"{ADMIN}/users/{user_id}", json=body, headers=admin.auth)
     _assert_problem(response, 422, "validation_error")
@@ -374,7 +382,7 @@ async def test_patch_refuses_other_fields(
 async def test_admin_cannot_lock_themselves_out(
     flows: Flows, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _make_admin(runtime)
     admin_id = await _user_id(client, admin)
     for body in ({"is_superuser": False}, {"is_active": False}, {"name": "x", "is_active": False}):
         response = await client.patch(f"{ADMIN}/users/{admin_id}", json=body, headers=admin.auth)
@@ -393,9 +401,11 @@ async def test_admin_cannot_lock_themselves_out(
     assert (await client.get(f"{ADMIN}/users", headers=admin.auth)).status_code == 200
 
 
-async def test_revoke_sessions(flows: Flows, client: httpx.AsyncClient, runtime: Runtime) -> None:
-    admin = await _make_admin(flows, runtime)
-    user = await flows.signed_up()
+async def test_revoke_sessions(
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    admin = await _make_admin(runtime)
+    user = await factory.account()
     user_id = await _user_id(client, user)
     second = (await flows.login(user.email)).json()
     second_auth = {"Authorization": f"Bearer {second['access_token']}"}
@@ -424,9 +434,11 @@ async def test_revoke_sessions(flows: Flows, client: httpx.AsyncClient, runtime:
     _assert_problem(unknown, 404, "not_found")
 
 
-async def test_delete_user(flows: Flows, client: httpx.AsyncClient, runtime: Runtime) -> None:
-    admin = await _make_admin(flows, runtime)
-    user = await flows.signed_up()
+async def test_delete_user(
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    admin = await _make_admin(runtime)
+    user = await factory.account()
     user_id = await _user_id(client, user)
 
     deleted = await client.delete(f"{ADMIN}/users/{user_id}", headers=admin.auth)
@@ -453,7 +465,7 @@ async def test_delete_user(flows: Flows, client: httpx.AsyncClient, runtime: Run
 async def test_audit_events_filter_and_paginate(
     flows: Flows, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _registered_admin(flows, runtime)
     user = await flows.signed_up()
     other = await flows.signed_up()
     user_id = await _user_id(client, user)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from authgate.models import AuditEvent
 from authgate.runtime import Runtime
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 
 async def _events(runtime: Runtime) -> list[AuditEvent]:

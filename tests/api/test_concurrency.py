@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.db import audit_count, row_count, successors_of
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
@@ -41,9 +42,9 @@ async def user_id(client: httpx.AsyncClient, access_token: str) -> uuid.UUID:
 
 
 async def test_concurrent_refresh_without_grace_has_exactly_one_winner(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account.access_token)
 
     responses = await storm(client, account.refresh_token)
@@ -73,9 +74,12 @@ async def test_concurrent_refresh_without_grace_has_exactly_one_winner(
 @pytest.mark.postgres_only
 @pytest.mark.parametrize("settings_overrides", [{"refresh_reuse_grace": 5}], ids=["grace5"])
 async def test_concurrent_refresh_inside_the_grace_window_all_get_the_same_pair(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, settings_overrides: dict[str, Any]
+    factory: Factory,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    settings_overrides: dict[str, Any],
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account.access_token)
 
     responses = await storm(client, account.refresh_token)
@@ -127,11 +131,11 @@ async def test_concurrent_use_of_one_reset_token_changes_the_password_once(
 
 
 async def test_two_accounts_confirming_a_change_to_the_same_address_at_once(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
 ) -> None:
     """Uniqueness holds under a race: one confirmation wins, the other is a clean 400."""
     target = "wanted-by-two@example.com"
-    first, second = await flows.signed_up(), await flows.signed_up()
+    first, second = await factory.account(), await factory.account()
     for account in (first, second):
         response = await client.post(
             f"{API}/users/me/email",

@@ -7,15 +7,15 @@ a registered one (an enumeration oracle), with the SQL parameters in the develop
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Account, Flows
+from tests.support.factories import Factory
+from tests.support.flows import TEST_PASSWORD, Account, Flows
 
 REFUSED = [
     "\x00",
@@ -44,9 +44,9 @@ def _assert_name_refused(response: httpx.Response) -> None:
 
 @pytest.mark.parametrize("bad", REFUSED)
 async def test_register_refuses_control_characters_in_name_identically(
-    flows: Flows, bad: str
+    flows: Flows, factory: Factory, bad: str
 ) -> None:
-    existing = await flows.signed_up()
+    existing = await factory.account()
     new = await flows.register(flows.new_email(), name=f"Ada{bad}Lovelace")
     taken = await flows.register(existing.email, name=f"Ada{bad}Lovelace")
     _assert_name_refused(new)
@@ -56,9 +56,9 @@ async def test_register_refuses_control_characters_in_name_identically(
 
 
 async def test_nul_in_name_is_422_and_logs_no_sql(
-    flows: Flows, caplog: pytest.LogCaptureFixture
+    flows: Flows, factory: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    existing = await flows.signed_up()
+    existing = await factory.account()
     service_logger = logging.getLogger("authgate")  # does not propagate: listen on it directly
     service_logger.addHandler(caplog.handler)
     try:
@@ -76,8 +76,10 @@ async def test_nul_in_name_is_422_and_logs_no_sql(
 
 
 @pytest.mark.parametrize("name", ACCEPTED)
-async def test_ordinary_names_are_kept(flows: Flows, client: httpx.AsyncClient, name: str) -> None:
-    account = await flows.signed_up(name=name)
+async def test_ordinary_names_are_kept(
+    factory: Factory, client: httpx.AsyncClient, name: str
+) -> None:
+    account = await factory.account(name=name)
     me = (await client.get("/api/v1/users/me", headers=account.auth)).json()
     assert me["name"] == name
     patched = await client.patch("/api/v1/users/me", json={"name": name}, headers=account.auth)
@@ -86,9 +88,9 @@ async def test_ordinary_names_are_kept(flows: Flows, client: httpx.AsyncClient, 
 
 @pytest.mark.parametrize("bad", REFUSED)
 async def test_patch_me_refuses_control_characters(
-    flows: Flows, client: httpx.AsyncClient, bad: str
+    factory: Factory, client: httpx.AsyncClient, bad: str
 ) -> None:
-    account = await flows.signed_up(name="Before")
+    account = await factory.account(name="Before")
     response = await client.patch(
         "/api/v1/users/me", json={"name": f"x{bad}y"}, headers=account.auth
     )
@@ -97,19 +99,17 @@ async def test_patch_me_refuses_control_characters(
     assert me["name"] == "Before"
 
 
-async def _admin(flows: Flows, runtime: Runtime) -> Account:
-    account = await flows.signed_up(flows.new_email().replace("user", "admin"))
-    async with runtime.sessionmaker() as db:
-        await db.execute(update(User).where(User.email == account.email).values(is_superuser=True))
-        await db.commit()
-    return account
+async def _admin(runtime: Runtime) -> Account:
+    return await Factory(runtime).account(
+        f"admin-{uuid.uuid4().hex[:8]}@example.com", is_superuser=True
+    )
 
 
 async def test_admin_patch_and_search_refuse_control_characters(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    admin = await _admin(flows, runtime)
-    target = await flows.signed_up(name="Target")
+    admin = await _admin(runtime)
+    target = await factory.account(name="Target")
     user_id = (await client.get("/api/v1/users/me", headers=target.auth)).json()["id"]
     for bad in REFUSED:
         response = await client.patch(
@@ -151,9 +151,9 @@ async def test_nul_bytes_elsewhere_are_never_a_500(
 
 
 async def test_control_characters_in_user_agent_are_stored_scrubbed(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     headers = {"User-Agent": "evil\x00agent\r\nX-Injected: 1"}
     login = await client.post(
         "/api/v1/auth/login",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -13,8 +14,9 @@ from sqlalchemy import update
 
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, mail_with_subject, me, user_id
+from tests.support.factories import Factory
+from tests.support.flows import Account, Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
@@ -40,10 +42,10 @@ async def confirm(client: httpx.AsyncClient, token: str) -> httpx.Response:
     return await client.post(f"{API}/auth/verify-email", json={"token": token})
 
 
-async def _make_admin(flows: Flows, runtime: Runtime) -> Account:
-    admin = await flows.signed_up(flows.new_email().replace("user", "admin"))
-    await _set_user(runtime, admin.email, is_superuser=True)
-    return admin
+async def _make_admin(runtime: Runtime) -> Account:
+    return await Factory(runtime).account(
+        f"admin-{uuid.uuid4().hex[:8]}@example.com", is_superuser=True
+    )
 
 
 async def _set_user(runtime: Runtime, email: str, **values: object) -> None:
@@ -93,7 +95,7 @@ async def _logout_all(
 async def _admin_revoke(
     flows: Flows, client: httpx.AsyncClient, runtime: Runtime, sink: SmtpSink, account: Account
 ) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _make_admin(runtime)
     uid = await user_id(client, account)
     response = await client.post(f"{API}/admin/users/{uid}/sessions/revoke", headers=admin.auth)
     assert response.status_code == 204, response.text
@@ -102,7 +104,7 @@ async def _admin_revoke(
 async def _admin_deactivate(
     flows: Flows, client: httpx.AsyncClient, runtime: Runtime, sink: SmtpSink, account: Account
 ) -> None:
-    admin = await _make_admin(flows, runtime)
+    admin = await _make_admin(runtime)
     uid = await user_id(client, account)
     off = await client.patch(
         f"{API}/admin/users/{uid}", json={"is_active": False}, headers=admin.auth
@@ -122,6 +124,7 @@ async def _admin_deactivate(
 )
 async def test_a_pending_email_change_dies_with_the_sessions(
     flows: Flows,
+    factory: Factory,
     client: httpx.AsyncClient,
     runtime: Runtime,
     smtp_sink: SmtpSink,
@@ -130,7 +133,7 @@ async def test_a_pending_email_change_dies_with_the_sessions(
     """The attack: a session thief asks to move the address to their mailbox; the owner changes
     the password (or resets it, logs out everywhere, or an admin steps in); the thief then
     confirms the link and takes the account back through a reset to the new address."""
-    account = await flows.signed_up()
+    account = await factory.account()
     token = await request_change(client, smtp_sink, account, "thief@example.net")
 
     await cancel(flows, client, runtime, smtp_sink, account)
@@ -147,9 +150,9 @@ async def test_a_pending_email_change_dies_with_the_sessions(
 
 
 async def test_a_newer_request_cancels_the_older_link_and_the_old_address_hears_of_the_change(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     first = await request_change(client, smtp_sink, account, "first@example.net")
     second = await request_change(client, smtp_sink, account, "second@example.net")
     assert_problem(await confirm(client, first), 400, "invalid_token")
@@ -167,10 +170,10 @@ async def test_a_newer_request_cancels_the_older_link_and_the_old_address_hears_
 
 
 async def test_links_of_a_disabled_account_are_refused(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
 ) -> None:
     """Disabled straight in the database, so nothing but the check at use time stops them."""
-    account = await flows.signed_up()
+    account = await factory.account()
     change = await request_change(client, smtp_sink, account, "moved@example.net")
     forgot = await client.post(f"{API}/auth/password/forgot", json={"email": account.email})
     assert forgot.status_code == 202
@@ -210,7 +213,7 @@ async def test_links_of_a_disabled_account_are_refused(
 
 
 async def test_mail_to_an_unverified_address_never_carries_the_name(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
     """The relay: the name is the spammer's text, the new address the spammer's target."""
     target = "victim-of-spam@example.org"
@@ -218,7 +221,7 @@ async def test_mail_to_an_unverified_address_never_carries_the_name(
     verify = (await smtp_sink.wait_for(target, 1))[-1]
     assert SPAM not in verify.text + verify.html + verify.subject
 
-    account = await flows.signed_up(name=SPAM)
+    account = await factory.account(name=SPAM)
     other = "another-victim@example.org"
     await request_change(client, smtp_sink, account, other)
     deadline = time.monotonic() + 5

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from authgate.config import Settings
 from authgate.core.db import make_engine
 from authgate.models.email_outbox import EmailOutbox
-from tests.conftest import TEST_PASSWORD, Flows
 from tests.support.api import mail_with_subject
+from tests.support.flows import TEST_PASSWORD, Flows
 
 VOLATILE = {"x-request-id", "date", "content-length"}
 

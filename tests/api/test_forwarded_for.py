@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Flows
+from tests.support.factories import Factory
 
 
 @pytest.fixture
@@ -20,9 +20,9 @@ def settings_overrides() -> dict[str, Any]:
     [("198.51.100.9:5678", "198.51.100.9"), ("[2001:db8::1]:443", "2001:db8::1")],
 )
 async def test_session_records_the_client_behind_the_proxy(
-    flows: Flows, client: httpx.AsyncClient, hop: str, expected: str
+    factory: Factory, client: httpx.AsyncClient, hop: str, expected: str
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     login = await client.post(
         "/api/v1/auth/login",
         json={"email": account.email, "password": account.password},

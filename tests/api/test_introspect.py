@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from authgate.core.time import shifted
-from tests.conftest import Flows
+from tests.support.factories import Factory
 
 API = "/api/v1"
 CLIENT_ID = "svc"
@@ -54,9 +54,9 @@ async def inactive(client: httpx.AsyncClient, token: str) -> None:
 
 
 async def test_introspection_needs_client_credentials(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     for headers in (
         {},
         basic(CLIENT_ID, "wrong-secret-value"),
@@ -73,8 +73,8 @@ async def test_introspection_needs_client_credentials(
         assert "active" not in response.json()
 
 
-async def test_a_valid_access_token_is_active(flows: Flows, client: httpx.AsyncClient) -> None:
-    account = await flows.signed_up()
+async def test_a_valid_access_token_is_active(factory: Factory, client: httpx.AsyncClient) -> None:
+    account = await factory.account()
     uid = (await client.get(f"{API}/users/me", headers=account.auth)).json()["id"]
     claims = claims_of(account.access_token)
 
@@ -92,10 +92,10 @@ async def test_a_valid_access_token_is_active(flows: Flows, client: httpx.AsyncC
 
 
 async def test_anything_but_a_currently_valid_access_token_is_inactive(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
-    other = await flows.signed_up()
+    account = await factory.account()
+    other = await factory.account()
 
     for junk in ("garbage", "", "a.b.c", account.refresh_token, account.access_token + "x"):
         await inactive(client, junk)

@@ -10,14 +10,14 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.jwt_forgery import EXPIRED_CASES, forged_tokens, noncanonical_spelling
+from tests.support.factories import Factory
 
 
 async def test_every_forgery_is_a_401_problem(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     cases = forged_tokens(account.access_token, runtime.ring, runtime.settings)
     assert len(cases) > 50
     for name, token in cases:
@@ -25,7 +25,7 @@ async def test_every_forgery_is_a_401_problem(
             continue  # HTTP field values are trimmed (RFC 9110 §5.5): the same token
         # Non-ASCII forgeries travel as raw UTF-8 bytes, as a hostile client would send them.
         value = f"Bearer {token}".encode()
-        response = await client.get("/api/v1/users/me", headers={"Authorization": value})
+        response = await client.get("/api/v1/users/me", headers={b"Authorization": value})
         assert response.status_code == 401, (name, response.status_code, response.text)
         assert response.headers["content-type"] == "application/problem+json", name
         assert response.headers["www-authenticate"].startswith("Bearer"), name
@@ -68,10 +68,10 @@ async def test_missing_or_malformed_authorization_is_401(
 
 
 async def test_token_verifies_with_joserfc_through_the_jwks_url(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     """An independent JOSE implementation, given only the JWKS URL, accepts our token."""
-    account = await flows.signed_up()
+    account = await factory.account()
     config = (await client.get("/.well-known/openid-configuration")).json()
     assert config["issuer"] == runtime.settings.public_url
     jwks_path = config["jwks_uri"].removeprefix(runtime.settings.public_url)
@@ -99,9 +99,9 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
     registry.validate(claims)
 
 
-async def test_a_token_has_one_spelling(flows: Flows, client: httpx.AsyncClient) -> None:
+async def test_a_token_has_one_spelling(factory: Factory, client: httpx.AsyncClient) -> None:
     """Padding or set unused bits decode to the same signature bytes: still refused (issue 11)."""
-    account = await flows.signed_up()
+    account = await factory.account()
     token = account.access_token
     head, payload, signature = token.split(".")
     spelled = noncanonical_spelling(signature)

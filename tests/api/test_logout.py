@@ -7,9 +7,10 @@ import uuid
 import httpx
 
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, refresh, several_sessions, shape
 from tests.support.db import audit_count
+from tests.support.factories import Factory
+from tests.support.flows import Account, Flows
 
 API = "/api/v1"
 #: Headers that differ on every response whatever happened.
@@ -31,9 +32,9 @@ async def another_session(flows: Flows, account: Account) -> dict[str, str]:
 
 
 async def test_logout_ends_the_session_and_its_access_tokens(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
     other = await another_session(flows, account)
 
@@ -50,9 +51,9 @@ async def test_logout_ends_the_session_and_its_access_tokens(
 
 
 async def test_logout_by_refresh_token_alone_ends_every_access_token_of_the_session(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     rotated = (await refresh(client, account.refresh_token)).json()
     assert (await me(client, rotated["access_token"])).status_code == 200
 
@@ -64,10 +65,10 @@ async def test_logout_by_refresh_token_alone_ends_every_access_token_of_the_sess
 
 
 async def test_logout_by_access_token_ends_that_session(
-    flows: Flows, client: httpx.AsyncClient
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
 ) -> None:
     """The Bearer presented is ended even when the refresh token sent is not of its session."""
-    account = await flows.signed_up()
+    account = await factory.account()
     other = await another_session(flows, account)
     response = await logout(client, "agr_" + "U" * 43, account.access_token)
     assert response.status_code == 204
@@ -77,9 +78,9 @@ async def test_logout_by_access_token_ends_that_session(
 
 
 async def test_logout_of_unknown_or_ended_sessions_looks_like_a_real_logout(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
     real = await logout(client, account.refresh_token)
     assert real.status_code == 204
@@ -97,10 +98,10 @@ async def test_logout_of_unknown_or_ended_sessions_looks_like_a_real_logout(
 
 
 async def test_logout_all_ends_every_session_of_the_user(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
-    bystander = await flows.signed_up()
+    account = await factory.account()
+    bystander = await factory.account()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
     access_tokens, refresh_tokens = await several_sessions(flows, client, account)
     second = access_tokens[1]  # the second session's access token

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Flows
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 
 
 async def test_health(client: httpx.AsyncClient) -> None:
@@ -45,10 +46,10 @@ async def test_openapi_declares_the_token_flow_and_problems(client: httpx.AsyncC
 
 
 async def test_swagger_authorize_logs_in_through_token_endpoint(
-    flows: Flows, client: httpx.AsyncClient
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
 ) -> None:
     """What Swagger UI's Authorize button sends: a form POST to the declared tokenUrl."""
-    account = await flows.signed_up()
+    account = await factory.account()
     spec = (await client.get("/openapi.json")).json()
     (scheme,) = spec["components"]["securitySchemes"].values()
     response = await client.post(
@@ -165,8 +166,8 @@ async def test_cors_exact_allowlist(client: httpx.AsyncClient, origin: str, allo
             assert "access-control-allow-origin" not in response.headers
 
 
-async def test_metrics_exposed(flows: Flows, client: httpx.AsyncClient) -> None:
-    await flows.signed_up()
+async def test_metrics_exposed(factory: Factory, client: httpx.AsyncClient) -> None:
+    await factory.account()
     text = (await client.get("/metrics")).text
     assert "authgate_logins_total" in text
     assert "authgate_email_queued_total" in text

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 
 
 async def _register(
@@ -83,9 +84,9 @@ async def test_ten_thousand_characters_refused_without_hashing(
     assert elapsed < 1.0
 
 
-async def test_long_password_is_not_truncated(flows: Flows) -> None:
+async def test_long_password_is_not_truncated(flows: Flows, factory: Factory) -> None:
     password = "".join(secrets.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(80))
-    account = await flows.signed_up(password=password)
+    account = await factory.account(password=password)
     assert (await flows.login(account.email, password[:72])).status_code == 401
     assert (await flows.login(account.email, password)).status_code == 200
 
@@ -108,9 +109,9 @@ def _passlib_pbkdf2(password: str, rounds: int = 29_000) -> str:
 
 @pytest.mark.parametrize("kind", ["bcrypt", "django_pbkdf2", "passlib_pbkdf2"])
 async def test_legacy_hashes_log_in_and_are_rehashed(
-    flows: Flows, runtime: Runtime, kind: str
+    flows: Flows, factory: Factory, runtime: Runtime, kind: str
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     legacy = {
         "bcrypt": lambda p: bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode(),
         "django_pbkdf2": _django_pbkdf2,

@@ -12,9 +12,10 @@ import pytest
 
 from authgate.core.time import shifted
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, shape
 from tests.support.db import audit_count, authgate_logs, row_count, scan_columns, scan_logs
+from tests.support.factories import Factory
+from tests.support.flows import Account, Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
@@ -57,9 +58,9 @@ async def can_login(flows: Flows, email: str, password: str) -> bool:
 
 
 async def test_reset_changes_the_password_ends_every_session_and_does_not_sign_in(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
     second = (await flows.login(account.email)).json()
     third = (await flows.login(account.email)).json()
@@ -94,9 +95,9 @@ async def test_reset_changes_the_password_ends_every_session_and_does_not_sign_i
 
 
 async def test_a_reset_token_works_once_and_not_after_it_expired(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     token = await request_reset(client, smtp_sink, account.email)
     assert (await reset(client, token, NEW_PASSWORD)).status_code == 204
     assert_problem(await reset(client, token, "yet another long passphrase"), 400, "invalid_token")
@@ -111,9 +112,9 @@ async def test_a_reset_token_works_once_and_not_after_it_expired(
 
 
 async def test_a_newer_token_supersedes_the_older_one(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     older = await request_reset(client, smtp_sink, account.email, nth=1)
     newer = await request_reset(client, smtp_sink, account.email, nth=2)
     assert older != newer
@@ -122,9 +123,9 @@ async def test_a_newer_token_supersedes_the_older_one(
 
 
 async def test_a_password_change_kills_outstanding_reset_tokens(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     token = await request_reset(client, smtp_sink, account.email)
     changed = await client.post(
         f"{API}/users/me/password",
@@ -139,10 +140,10 @@ async def test_a_password_change_kills_outstanding_reset_tokens(
 
 
 async def test_a_token_of_one_user_never_changes_another_users_password(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    alice = await flows.signed_up()
-    bob = await flows.signed_up()
+    alice = await factory.account()
+    bob = await factory.account()
     alice_token = await request_reset(client, smtp_sink, alice.email)
     bob_token = await request_reset(client, smtp_sink, bob.email)
 
@@ -166,9 +167,9 @@ async def test_a_token_of_one_user_never_changes_another_users_password(
 
 
 async def test_a_password_refused_by_the_policy_leaves_the_token_usable(
-    flows: Flows, client: httpx.AsyncClient, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     token = await request_reset(client, smtp_sink, account.email)
     # Too short, the user's own address, a well-known password.
     for weak in ("short", account.email, "12345678901234567890"):
@@ -180,17 +181,19 @@ async def test_a_password_refused_by_the_policy_leaves_the_token_usable(
     assert await can_login(flows, account.email, NEW_PASSWORD)
 
 
-async def test_bad_tokens_are_refused(flows: Flows, client: httpx.AsyncClient) -> None:
-    account = await flows.signed_up()
+async def test_bad_tokens_are_refused(
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    account = await factory.account()
     for token in ("agp_" + "Q" * 43, "garbage", "agv_" + "Q" * 43, account.refresh_token, ""):
         assert_problem(await reset(client, token, NEW_PASSWORD), 400, "invalid_token")
     assert await can_login(flows, account.email, account.password)
 
 
 async def test_forgot_password_answers_the_same_for_every_address(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     existing = await forgot(client, account.email)
     unknown = await forgot(client, "nobody-here@example.com")
     shouting = await forgot(client, account.email.upper())
@@ -209,14 +212,14 @@ async def test_forgot_password_answers_the_same_for_every_address(
 
 
 async def test_no_raw_reset_token_in_the_database_or_logs(
-    flows: Flows,
+    factory: Factory,
     client: httpx.AsyncClient,
     smtp_sink: SmtpSink,
     runtime: Runtime,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with authgate_logs(caplog) as records:
-        account: Account = await flows.signed_up()
+        account: Account = await factory.account()
         first = await request_reset(client, smtp_sink, account.email, nth=1)
         second = await request_reset(client, smtp_sink, account.email, nth=2)
         await reset(client, first, NEW_PASSWORD)  # superseded

@@ -14,8 +14,8 @@ import pytest
 
 from authgate.housekeeping import create_admin
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, mail_with_subject, me, user_id
+from tests.support.flows import Account, Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"

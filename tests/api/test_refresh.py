@@ -14,7 +14,6 @@ from sqlalchemy import update
 from authgate.core.time import shifted
 from authgate.models import User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.api import assert_problem, mail_with_subject, refresh, user_id
 from tests.support.db import (
     audit_count,
@@ -24,6 +23,8 @@ from tests.support.db import (
     scan_logs,
     successors_of,
 )
+from tests.support.factories import Factory
+from tests.support.flows import Flows
 from tests.support.mail import SmtpSink
 
 API = "/api/v1"
@@ -43,8 +44,10 @@ async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
 # -- rotation and reuse -------------------------------------------------------------------------
 
 
-async def test_refresh_rotates_the_pair(flows: Flows, client: httpx.AsyncClient) -> None:
-    account = await flows.signed_up()
+async def test_refresh_rotates_the_pair(
+    flows: Flows, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    account = await factory.account()
     login = await flows.login(account.email)
     assert login.status_code == 200, login.text
     assert_no_store(login)
@@ -67,9 +70,9 @@ async def test_refresh_rotates_the_pair(flows: Flows, client: httpx.AsyncClient)
 
 
 async def test_replaying_a_rotated_token_revokes_the_session(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
+    flows: Flows, factory: Factory, client: httpx.AsyncClient, runtime: Runtime, smtp_sink: SmtpSink
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     other = (await flows.login(account.email)).json()  # a second, unrelated session
 
@@ -112,10 +115,10 @@ async def test_unknown_refresh_tokens_are_refused(client: httpx.AsyncClient) -> 
 
 
 async def test_a_disabled_account_cannot_refresh(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     """An operator disabling the account (is_active=false) stops its sessions from refreshing."""
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     async with runtime.sessionmaker() as db:
         await db.execute(update(User).where(User.id == uid).values(is_active=False))
@@ -147,9 +150,9 @@ def assert_oauth_error(response: httpx.Response, error: str) -> None:
 
 
 async def test_token_endpoint_refresh_grant(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     response = await token_endpoint(
         client, grant_type="refresh_token", refresh_token=account.refresh_token
@@ -180,8 +183,8 @@ async def test_token_endpoint_refresh_grant(
     )
 
 
-async def test_token_endpoint_password_grant(flows: Flows, client: httpx.AsyncClient) -> None:
-    account = await flows.signed_up()
+async def test_token_endpoint_password_grant(factory: Factory, client: httpx.AsyncClient) -> None:
+    account = await factory.account()
     response = await token_endpoint(
         client, grant_type="password", username=account.email, password=account.password
     )
@@ -212,9 +215,12 @@ async def test_token_endpoint_password_grant(flows: Flows, client: httpx.AsyncCl
 
 @pytest.mark.parametrize("settings_overrides", [GRACE], ids=["grace5"])
 async def test_replay_inside_the_grace_window_returns_the_same_pair(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, settings_overrides: dict[str, Any]
+    factory: Factory,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    settings_overrides: dict[str, Any],
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     first = await refresh(client, account.refresh_token)
     assert first.status_code == 200, first.text
@@ -234,9 +240,12 @@ async def test_replay_inside_the_grace_window_returns_the_same_pair(
 
 @pytest.mark.parametrize("settings_overrides", [GRACE], ids=["grace5"])
 async def test_replay_after_the_successor_was_used_is_reuse(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, settings_overrides: dict[str, Any]
+    factory: Factory,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    settings_overrides: dict[str, Any],
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     rt2 = (await refresh(client, account.refresh_token)).json()["refresh_token"]
     third = await refresh(client, rt2)
@@ -250,9 +259,12 @@ async def test_replay_after_the_successor_was_used_is_reuse(
 
 @pytest.mark.parametrize("settings_overrides", [GRACE], ids=["grace5"])
 async def test_replay_after_the_grace_window_is_reuse(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime, settings_overrides: dict[str, Any]
+    factory: Factory,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    settings_overrides: dict[str, Any],
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = await user_id(client, account)
     second = (await refresh(client, account.refresh_token)).json()
     with shifted(timedelta(seconds=6)):
@@ -267,9 +279,9 @@ async def test_replay_after_the_grace_window_is_reuse(
 
 @pytest.mark.parametrize("settings_overrides", [LIFETIMES], ids=["10d-2d"])
 async def test_absolute_lifetime_ends_a_session_refreshed_every_day(
-    flows: Flows, client: httpx.AsyncClient, settings_overrides: dict[str, Any]
+    factory: Factory, client: httpx.AsyncClient, settings_overrides: dict[str, Any]
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     token = account.refresh_token
     with ExitStack() as stack:
         for day in range(1, 10):
@@ -287,9 +299,9 @@ async def test_absolute_lifetime_ends_a_session_refreshed_every_day(
 
 @pytest.mark.parametrize("settings_overrides", [LIFETIMES], ids=["10d-2d"])
 async def test_idle_session_expires(
-    flows: Flows, client: httpx.AsyncClient, settings_overrides: dict[str, Any]
+    factory: Factory, client: httpx.AsyncClient, settings_overrides: dict[str, Any]
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     with shifted(timedelta(days=2) - timedelta(minutes=1)):
         response = await refresh(client, account.refresh_token)
         assert response.status_code == 200, response.text
@@ -304,6 +316,7 @@ async def test_idle_session_expires(
 @pytest.mark.parametrize("settings_overrides", [{}, GRACE], ids=["grace0", "grace5"])
 async def test_no_raw_refresh_token_in_the_database_or_logs(
     flows: Flows,
+    factory: Factory,
     client: httpx.AsyncClient,
     runtime: Runtime,
     caplog: pytest.LogCaptureFixture,
@@ -311,7 +324,7 @@ async def test_no_raw_refresh_token_in_the_database_or_logs(
 ) -> None:
     seen: list[str] = []
     with authgate_logs(caplog) as records:
-        account = await flows.signed_up()
+        account = await factory.account()
         seen.append(account.refresh_token)
         second = (await refresh(client, account.refresh_token)).json()["refresh_token"]
         seen.append(second)

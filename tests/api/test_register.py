@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import TEST_PASSWORD, Flows
 from tests.support.api import assert_problem
+from tests.support.flows import TEST_PASSWORD, Flows
 
 
 async def test_verification_link_is_single_use(flows: Flows, client: httpx.AsyncClient) -> None:

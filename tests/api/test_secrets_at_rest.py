@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.db import scan_columns
+from tests.support.flows import Flows
 
 
 async def test_no_raw_secret_in_any_column(

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 
 from authgate.runtime import Runtime
-from tests.conftest import Account, Flows
 from tests.support.api import assert_problem, bearer, me, refresh, sid_of
 from tests.support.db import audit_count
+from tests.support.factories import Factory
+from tests.support.flows import Account
 
 API = "/api/v1"
 PEER_IP = "203.0.113.7"
@@ -40,11 +41,11 @@ async def end(client: httpx.AsyncClient, access_token: str, session_id: str) -> 
 
 
 async def test_sessions_list_shows_client_and_marks_the_current_one(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     phone = await login(client, account, user_agent="phone-app/2.3")
-    bystander = await flows.signed_up()
+    bystander = await factory.account()
 
     listed = await sessions(client, account.access_token)
     by_id = {s["id"]: s for s in listed}
@@ -78,9 +79,9 @@ async def test_sessions_list_shows_client_and_marks_the_current_one(
 
 
 async def test_deleting_a_session_ends_exactly_that_one(
-    flows: Flows, client: httpx.AsyncClient, runtime: Runtime
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     uid = uuid.UUID((await me(client, account.access_token)).json()["id"])
     second = await login(client, account)
     third = await login(client, account)
@@ -107,10 +108,10 @@ async def test_deleting_a_session_ends_exactly_that_one(
 
 
 async def test_another_users_or_an_unknown_session_is_not_found(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
-    victim = await flows.signed_up()
+    account = await factory.account()
+    victim = await factory.account()
 
     assert_problem(
         await end(client, account.access_token, sid_of(victim.access_token)), 404, "not_found"
@@ -135,9 +136,9 @@ async def test_another_users_or_an_unknown_session_is_not_found(
 
 
 async def test_deleting_the_current_session_is_a_logout(
-    flows: Flows, client: httpx.AsyncClient
+    factory: Factory, client: httpx.AsyncClient
 ) -> None:
-    account = await flows.signed_up()
+    account = await factory.account()
     other = await login(client, account)
     response = await end(client, account.access_token, sid_of(account.access_token))
     assert response.status_code == 204

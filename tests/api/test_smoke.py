@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Flows
+from tests.support.flows import Flows
 
 
 async def test_register_verify_login_me(flows: Flows, client: httpx.AsyncClient) -> None:

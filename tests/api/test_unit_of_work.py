@@ -8,12 +8,14 @@ comes right after a reuse revocation, and after a password change's writes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from authgate.audit import AuditType
@@ -22,9 +24,9 @@ from authgate.core.store import Store, StoreUnavailable
 from authgate.deps import get_db
 from authgate.models import AuditEvent, AuthSession
 from authgate.runtime import Runtime
-from tests.conftest import Flows
 from tests.support.api import assert_problem, bearer, refresh, sid_of, user_id
 from tests.support.db import audit_count, row_count
+from tests.support.flows import Flows
 
 API = "/api/v1"
 NEW_PASSWORD = "a brand new and long passphrase"
@@ -170,7 +172,7 @@ async def _record(type_: AuditType, tx: Any) -> None:
 async def test_a_security_write_commits_alone_and_the_request_must_fail(runtime: Runtime) -> None:
     """What the request wrote before is dropped, the security write is committed at once, and
     the unit of work refuses to commit a request that carries on after one."""
-    units = get_db(_request(runtime))
+    units = cast(AsyncGenerator[AsyncSession, None], get_db(_request(runtime)))
     db = await anext(units)
     db.add(AuditEvent(type=AuditType.register.value))
     await db.flush()  # the request holds SQLite's write lock now
@@ -184,7 +186,7 @@ async def test_a_security_write_commits_alone_and_the_request_must_fail(runtime:
 
 
 async def test_a_failed_unit_of_work_keeps_only_its_security_write(runtime: Runtime) -> None:
-    units = get_db(_request(runtime))
+    units = cast(AsyncGenerator[AsyncSession, None], get_db(_request(runtime)))
     db = await anext(units)
     await security_write(db, lambda tx: _record(AuditType.login_failed, tx))
     db.add(AuditEvent(type=AuditType.logout.value))

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_PASSWORD
-from tests.email.conftest import SENDER, moto_messages, verify_sender
+from tests.support.emails import SENDER, moto_messages, verify_sender
+from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import MotoServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:botocore.*")

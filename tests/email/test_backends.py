@@ -17,7 +17,7 @@ from authgate.core.email import (
     make_backend,
 )
 from authgate.core.email.backends import classify_ses_error
-from tests.email.conftest import SENDER, base_settings, moto_messages, unique_address
+from tests.support.emails import SENDER, base_settings, moto_messages, unique_address
 from tests.support.mail import SmtpSink
 from tests.support.servers import MotoServer, free_port
 
@@ -53,14 +53,14 @@ async def test_console_prints_the_message_with_its_link(capsys: pytest.CaptureFi
     assert LINK in err
 
 
-async def test_smtp_delivers_text_and_html(email_smtp: SmtpSink) -> None:
+async def test_smtp_delivers_text_and_html(smtp_sink: SmtpSink) -> None:
     backend = SmtpBackend(
-        base_settings("sqlite://", smtp_host="127.0.0.1", smtp_port=email_smtp.port)
+        base_settings("sqlite://", smtp_host="127.0.0.1", smtp_port=smtp_sink.port)
     )
     to = unique_address()
     message = _message(to)
     message_id = await backend.send(message)
-    received = await email_smtp.latest(to)
+    received = await smtp_sink.latest(to)
     assert received.sender == SENDER
     assert received.subject == "Confirm your email address"
     assert received.link("/verify-email") == LINK

@@ -30,7 +30,7 @@ from authgate.core.email import (
 from authgate.core.email import dispatcher as dispatcher_module
 from authgate.core.time import shifted, utc_now
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
-from tests.email.conftest import (
+from tests.support.emails import (
     RecordingBackend,
     make_service,
     moto_messages,
@@ -141,16 +141,16 @@ async def test_smtp_end_to_end(
     email_db: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     service: EmailService,
-    email_smtp: SmtpSink,
+    smtp_sink: SmtpSink,
 ) -> None:
     settings = email_db.model_copy(
-        update={"email_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": email_smtp.port}
+        update={"email_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": smtp_sink.port}
     )
     dispatcher = EmailDispatcher(settings, sessionmaker, service, SmtpBackend(settings))
     to = unique_address()
     await _enqueue(sessionmaker, service, to)
     assert await _drain(dispatcher) == 1
-    mail = await email_smtp.latest(to)
+    mail = await smtp_sink.latest(to)
     assert mail.subject == "Confirm your email address for authgate"
     assert mail.link("/verify-email") == _link()
     assert f'href="{_link()}"' in mail.html

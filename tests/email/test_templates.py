@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authgate.core.email import EmailHeaderError, EmailService, EmailTemplate
 from authgate.core.email.templates import TEMPLATES_DIR, make_environment
 from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
-from tests.email.conftest import base_settings
+from tests.support.emails import base_settings
 
 LINK = "https://app.authgate.test/verify-email?token=agv_abc123"
 INJECTION = "{{7*7}}<script>alert(1)</script>"

@@ -13,8 +13,10 @@ from sqlalchemy import select, update
 from authgate.models import OAuthIdentity, User
 from authgate.oauth.repository import OAuthRepository
 from authgate.runtime import Runtime
-from tests.conftest import TEST_PASSWORD, Flows
-from tests.oauth.conftest import (
+from tests.support.api import mail_with_subject
+from tests.support.factories import Factory
+from tests.support.flows import TEST_PASSWORD, Flows
+from tests.support.oauth import (
     REDIRECT_URL,
     Browser,
     OidcServer,
@@ -23,7 +25,6 @@ from tests.oauth.conftest import (
     new_sub,
     query_of,
 )
-from tests.support.api import mail_with_subject
 
 
 def bearer(pair: dict[str, Any]) -> dict[str, str]:
@@ -63,7 +64,7 @@ async def test_unverified_provider_address_creates_nothing(
 
 
 async def test_pre_account_takeover_through_an_unverified_provider_address_fails(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
     """Issue 11: the attacker's GitHub account claims the victim's address without verifying it.
     Before the fix this created an account (and a session) that the victim later registered and
@@ -76,7 +77,7 @@ async def test_pre_account_takeover_through_an_unverified_provider_address_fails
     assert (await counts(runtime)).users == 0
 
     client.cookies.clear()
-    account = await flows.signed_up(victim)
+    account = await factory.account(victim)
     idp.next_user(attacker_sub, victim, email_verified=False)
     again = await browser.sign_in("github")
     assert query_of(again.headers["location"]) == {"error": "email_not_verified"}
@@ -258,9 +259,9 @@ async def test_unverified_provider_address_does_not_touch_an_unverified_account(
 
 
 async def test_verified_local_account_is_not_linked_by_default(
-    browser: Browser, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, flows: Flows, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up("owner@example.com")
+    account = await factory.account("owner@example.com")
     idp.next_user(new_sub(), "owner@example.com", email_verified=True)
     response = await browser.sign_in()
     assert response.headers["location"] == REDIRECT_URL + "?error=account_exists"
@@ -328,10 +329,10 @@ async def test_proving_the_address_removes_a_planted_unproven_identity(
 
 
 async def test_the_password_changed_mail_lists_the_connected_providers(
-    client: httpx.AsyncClient, flows: Flows, runtime: Runtime
+    client: httpx.AsyncClient, flows: Flows, factory: Factory, runtime: Runtime
 ) -> None:
     """A provider connection is a way in that survives a password change: the owner sees it."""
-    account = await flows.signed_up()
+    account = await factory.account()
     async with runtime.sessionmaker() as db, db.begin():
         user = (await db.execute(select(User).where(User.email == account.email))).scalar_one()
         db.add(

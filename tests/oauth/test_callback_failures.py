@@ -14,7 +14,7 @@ from sqlalchemy import select
 from authgate.models import AuditEvent, OAuthState
 from authgate.oauth.service import state_associated_data
 from authgate.runtime import Runtime
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     APP_BASE,
     CLIENTS,
     REDIRECT_URL,

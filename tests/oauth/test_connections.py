@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 from authgate.core.time import shifted
 from authgate.models import AuditEvent, OAuthState, ProviderToken, User
 from authgate.runtime import Runtime
-from tests.conftest import Flows
-from tests.oauth.conftest import (
+from tests.support.factories import Factory
+from tests.support.flows import Flows
+from tests.support.oauth import (
     Browser,
     OidcServer,
     base_overrides,
@@ -47,9 +48,9 @@ async def link(
 
 
 async def test_link_list_and_unlink(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up("local@example.com")
+    account = await factory.account("local@example.com")
     # The provider's address differs from the local one: linking never looks at addresses.
     idp.next_user(new_sub(), "elsewhere@example.com")
     done = await link(
@@ -94,9 +95,9 @@ async def test_link_list_and_unlink(
 
 
 async def test_linked_identity_signs_in_to_the_linking_account(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer
 ) -> None:
-    account = await flows.signed_up("owner2@example.com")
+    account = await factory.account("owner2@example.com")
     sub = new_sub()
     idp.next_user(sub, "owner2@example.com")
     await link(browser, client, account.auth, "test", password=account.password)
@@ -109,13 +110,13 @@ async def test_linked_identity_signs_in_to_the_linking_account(
 
 
 async def test_an_identity_of_another_user_cannot_be_linked(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
     sub = new_sub()
     idp.next_user(sub, "taken@example.com")
     await browser.tokens()
     client.cookies.clear()
-    account = await flows.signed_up("other@example.com")
+    account = await factory.account("other@example.com")
     idp.next_user(sub, "taken@example.com")
     done = await link(browser, client, account.auth, "test", password=account.password)
     assert query_of(done.headers["location"]) == {"error": "already_linked"}
@@ -144,11 +145,11 @@ async def test_the_last_way_to_sign_in_cannot_be_removed(
 
 
 async def test_link_requires_a_bearer_and_an_allowed_redirect(
-    client: httpx.AsyncClient, flows: Flows
+    client: httpx.AsyncClient, factory: Factory
 ) -> None:
     assert (await client.post("/api/v1/oauth/test/link")).status_code == 401
     assert (await client.get("/api/v1/oauth/connections")).status_code == 401
-    account = await flows.signed_up()
+    account = await factory.account()
     response = await client.post(
         "/api/v1/oauth/test/link", headers=account.auth, json={"redirect_url": "https://evil.com"}
     )
@@ -164,9 +165,9 @@ async def _revoked_events(runtime: Runtime) -> list[dict[str, Any] | None]:
 
 
 async def test_deleting_the_account_revokes_its_provider_tokens(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
-    account = await flows.signed_up("leaving@example.com")
+    account = await factory.account("leaving@example.com")
     idp.next_user(new_sub(), "leaving-at-idp@example.com")
     await link(browser, client, account.auth, "test", password=account.password)
     revoked_before = idp.stats()["revocations"]
@@ -183,15 +184,15 @@ async def test_deleting_the_account_revokes_its_provider_tokens(
 
 
 async def test_an_admin_deleting_a_user_revokes_its_provider_tokens(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer, runtime: Runtime
+    browser: Browser, client: httpx.AsyncClient, factory: Factory, idp: OidcServer, runtime: Runtime
 ) -> None:
-    admin = await flows.signed_up("root@example.com")
+    admin = await factory.account("root@example.com")
     async with runtime.sessionmaker() as db:
         await db.execute(
             update(User).where(User.email_key == "root@example.com").values(is_superuser=True)
         )
         await db.commit()
-    account = await flows.signed_up("removed@example.com")
+    account = await factory.account("removed@example.com")
     idp.next_user(new_sub(), "removed-at-idp@example.com")
     await link(browser, client, account.auth, "test", password=account.password)
     me = await client.get("/api/v1/users/me", headers=account.auth)
@@ -209,10 +210,10 @@ LINK_URL = "/api/v1/oauth/test/link"
 
 
 async def test_a_bearer_token_alone_does_not_link_a_provider(
-    client: httpx.AsyncClient, flows: Flows, runtime: Runtime
+    client: httpx.AsyncClient, factory: Factory, runtime: Runtime
 ) -> None:
     """Issue 11: a stolen access token must not become a permanent backdoor."""
-    account = await flows.signed_up("guarded@example.com")
+    account = await factory.account("guarded@example.com")
     for body in ({}, {"password": "not the password at all"}):
         response = await client.post(LINK_URL, headers=account.auth, json=body)
         assert response.status_code == 400, response.text
@@ -223,9 +224,9 @@ async def test_a_bearer_token_alone_does_not_link_a_provider(
 
 
 async def test_linking_emails_the_owner_when_started_and_when_done(
-    browser: Browser, client: httpx.AsyncClient, flows: Flows, idp: OidcServer
+    browser: Browser, client: httpx.AsyncClient, flows: Flows, factory: Factory, idp: OidcServer
 ) -> None:
-    account = await flows.signed_up("told@example.com")
+    account = await factory.account("told@example.com")
     before = len(flows.sink.to(account.email))
     idp.next_user(new_sub(), "other-address@example.com")
     done = await link(browser, client, account.auth, "test", password=account.password)

@@ -23,7 +23,7 @@ from authgate.models import AuditEvent, Base, ProviderToken, User
 from authgate.oauth.errors import ProviderTokenUnavailable
 from authgate.oauth.tokens import TokenService, associated_data, reencrypt_provider_tokens
 from authgate.runtime import Runtime
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     INTERNAL_CLIENT,
     TOKEN_CLIENT,
     Browser,

@@ -14,7 +14,7 @@ from authgate.core.time import shifted, utc_now
 from authgate.housekeeping import Housekeeper
 from authgate.models import AuthSession, OAuthState
 from authgate.runtime import Runtime
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     REDIRECT_URL,
     Browser,
     OidcServer,

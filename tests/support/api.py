@@ -14,7 +14,7 @@ import httpx
 from tests.support.mail import ReceivedMail, SmtpSink
 
 if TYPE_CHECKING:
-    from tests.conftest import Account, Flows
+    from tests.support.flows import Account, Flows
 
 API = "/api/v1"
 #: Headers that differ between any two responses, whatever they answer.

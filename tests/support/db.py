@@ -3,6 +3,7 @@
 The API tests drive the service over HTTP; these helpers check what it left behind: which rows
 exist, how many audit events of a type were written, and that no raw secret (a refresh, reset or
 email-change token) was stored in any column of any table or written to any log line.
+``truncate_all`` empties the tables after each test.
 """
 
 from __future__ import annotations
@@ -19,9 +20,26 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from authgate.config import Settings
+from authgate.core.db import make_engine
 from authgate.core.logging import JsonFormatter, KeyValueFormatter
 from authgate.models import AuditEvent, Base, RefreshToken
 from authgate.runtime import Runtime
+
+
+async def truncate_all(url: str) -> None:
+    """Empty every table (the schema stays): what each database test leaves behind."""
+    engine = make_engine(Settings(_env_file=None, database_url=url))
+    try:
+        async with engine.begin() as conn:
+            tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+            else:
+                for table in tables:
+                    await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608
+    finally:
+        await engine.dispose()
 
 
 @dataclass(frozen=True)

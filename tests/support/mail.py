@@ -30,12 +30,12 @@ class ReceivedMail:
     @property
     def text(self) -> str:
         part = self.message.get_body(preferencelist=("plain",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
     @property
     def html(self) -> str:
         part = self.message.get_body(preferencelist=("html",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
     def link(self, path: str) -> str:
         """The first link in the plain-text body whose path is ``path`` (e.g. /verify-email)."""
@@ -56,9 +56,7 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.received.append(
-                ReceivedMail(list(envelope.rcpt_tos), envelope.mail_from, message)  # type: ignore[arg-type]
-            )
+            self.received.append(ReceivedMail(list(envelope.rcpt_tos), envelope.mail_from, message))
         return "250 OK"
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 import pytest
 
 from authgate.config import Settings
 from authgate.runtime import Runtime
 
-SAFE = {
+SAFE: dict[str, Any] = {
     "_env_file": None,
     "env": "production",
     "public_url": "https://auth.example.com",
@@ -24,7 +25,7 @@ SAFE = {
 
 
 def test_development_defaults() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url.startswith("sqlite+aiosqlite")
     assert settings.jwt_algorithm == "EdDSA"
     assert settings.cors_allowlist == [settings.frontend_url]
@@ -59,7 +60,7 @@ def test_safe_production_settings_have_no_problems() -> None:
         ({"allowed_redirect_urls": ["https://a.example", "http://b.example"]}, "not https"),
     ],
 )
-def test_production_refuses_unsafe_defaults(override: dict[str, object], fragment: str) -> None:
+def test_production_refuses_unsafe_defaults(override: dict[str, Any], fragment: str) -> None:
     settings = Settings(**{**SAFE, **override})
     problems = settings.production_problems()
     assert any(fragment in p for p in problems), problems
@@ -76,7 +77,7 @@ def test_sqlite_allowed_in_production_when_asked() -> None:
 
 def test_wildcard_cors_refused() -> None:
     with pytest.raises(ValueError, match="wildcard"):
-        Settings(_env_file=None, cors_origins=["*"])  # type: ignore[call-arg]
+        Settings(_env_file=None, cors_origins=["*"])
 
 
 def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,15 +86,15 @@ def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"login_ip": "5/minute"}')
     monkeypatch.setenv("AUTHGATE_JWT_LEEWAY", "61")
     with pytest.raises(ValueError, match="jwt_leeway"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
     monkeypatch.setenv("AUTHGATE_JWT_LEEWAY", "30")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.cors_allowlist == ["https://a.example", "https://b.example"]
     assert settings.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
     assert settings.effective_rate_limits["login_ip"] == "5/minute"
     monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"no_such_limit": "5/minute"}')
     with pytest.raises(ValueError, match="unknown rate limit"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 @pytest.mark.parametrize("value", ["", "  "])
@@ -101,9 +102,9 @@ def test_an_empty_ses_endpoint_means_the_aws_default(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("AUTHGATE_SES_ENDPOINT_URL", value)
-    assert Settings(_env_file=None).ses_endpoint_url is None  # type: ignore[call-arg]
+    assert Settings(_env_file=None).ses_endpoint_url is None
     monkeypatch.setenv("AUTHGATE_SES_ENDPOINT_URL", "http://127.0.0.1:5000")
-    assert Settings(_env_file=None).ses_endpoint_url == "http://127.0.0.1:5000"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).ses_endpoint_url == "http://127.0.0.1:5000"
 
 
 def test_random_secret_keys_pass_the_entropy_check() -> None:
@@ -130,12 +131,12 @@ def test_workers_without_redis_refused_in_production() -> None:
 
 def test_introspection_secrets_are_secret_str() -> None:
     secret = "z" * 40
-    settings = Settings(_env_file=None, introspection_clients=f"rs1:{secret},rs2:a:b")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, introspection_clients=f"rs1:{secret},rs2:a:b")
     assert secret not in repr(settings) and secret not in str(settings.model_dump())
     assert settings.introspection_secrets["rs1"].get_secret_value() == secret
     assert settings.introspection_credentials == {"rs1": secret, "rs2": "a:b"}
     with pytest.raises(ValueError, match="client_id:secret"):
-        Settings(_env_file=None, introspection_clients=["no-colon"])  # type: ignore[call-arg]
+        Settings(_env_file=None, introspection_clients=["no-colon"])
 
 
 def test_serve_refuses_workers_without_redis_in_production(
@@ -152,7 +153,7 @@ def test_serve_refuses_workers_without_redis_in_production(
     assert "refusing to start in production" in capsys.readouterr().err
     assert started == []
 
-    monkeypatch.setattr(cli, "_settings", lambda: Settings(_env_file=None))  # type: ignore[call-arg]
+    monkeypatch.setattr(cli, "_settings", lambda: Settings(_env_file=None))
     assert cli.main(["serve", "--workers", "2"]) == 0
     assert "warning: 2 workers without AUTHGATE_REDIS_URL" in capsys.readouterr().err
     assert len(started) == 1
