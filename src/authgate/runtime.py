@@ -155,7 +155,6 @@ class Runtime:
             sessions,
             verification,
             password_setter,
-            email,
             audit,
             users_repo,
             limiter,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -118,7 +118,7 @@ async def security_write(db: AsyncSession, write: Callable[[AsyncSession], Await
     holds (the spent token, a session row). The rollback expires every loaded row, so pass
     ``write`` plain values, not ORM objects, and read none afterwards.
 
-    The unit of work (``deps.get_db``, ``session_scope``) refuses to commit after a security
+    The unit of work (``deps.get_db``) refuses to commit after a security
     write: a request that carried on would silently lose its earlier writes."""
     await db.rollback()
     db.info[SECURITY_WRITE] = True
@@ -141,15 +141,3 @@ async def commit_unit_of_work(session: AsyncSession) -> None:
     _refuse_after_security_write(session)
     await session.commit()
 
-
-async def session_scope(
-    maker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """A unit of work outside HTTP (worker, CLI): commit on success, roll back on error."""
-    async with maker() as session:
-        try:
-            yield session
-            await commit_unit_of_work(session)
-        except BaseException:
-            await session.rollback()
-            raise

@@ -43,10 +43,6 @@ def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) 
     }
 
 
-class BadRequest(AuthgateError):
-    pass
-
-
 class InvalidToken(AuthgateError):
     """A one-time token (verification, reset, email change, OAuth code) that is not usable."""
 
@@ -181,13 +177,6 @@ class PayloadTooLarge(AuthgateError):
     default_detail = "The request body is too large."
 
 
-class UnsupportedMediaType(AuthgateError):
-    status = 415
-    code = "unsupported_media_type"
-    title = "Unsupported media type"
-    default_detail = "The request body must be application/json."
-
-
 class RateLimited(AuthgateError):
     status = 429
     code = "rate_limited"
@@ -222,12 +211,3 @@ class OAuth2TokenError(AuthgateError):
 
     def to_oauth2(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.detail}
-
-
-class OAuthFlowError(AuthgateError):
-    """A failure inside the OAuth browser flow; rendered as a redirect with ``?error=``."""
-
-    status = 400
-    code = "oauth_error"
-    title = "OAuth error"
-    default_detail = "The sign-in with the provider failed."

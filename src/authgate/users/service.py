@@ -8,7 +8,6 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit import AuditService, AuditType
-from authgate.core.email import EmailService
 from authgate.core.errors import ValidationFailed
 from authgate.core.http import ClientInfo
 from authgate.core.ratelimit import RateLimiter
@@ -38,7 +37,6 @@ class UserService:
         sessions: SessionService,
         verification: VerificationService,
         password_setter: PasswordSetter,
-        email: EmailService,
         audit: AuditService,
         users: UserRepository,
         limiter: RateLimiter,
@@ -52,7 +50,6 @@ class UserService:
         self._sessions = sessions
         self._verification = verification
         self._password_setter = password_setter
-        self._email = email
         self._audit = audit
         self._users = users
 

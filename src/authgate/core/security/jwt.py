@@ -95,7 +95,6 @@ class JWTService:
     def __init__(self, settings: Settings, ring: SigningKeyRing) -> None:
         if ring.algorithm != settings.jwt_algorithm:
             raise ValueError("the key ring holds keys of another algorithm than configured")
-        self._settings = settings
         self._ring = ring
         self._algorithm: str = settings.jwt_algorithm
         self._issuer = settings.public_url
