@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, status
@@ -27,18 +24,22 @@ from authgate.core.errors import (
     AuthgateError,
     EmailNotVerified,
     InvalidAccessToken,
-    InvalidClient,
     NotAuthenticated,
     TokenExpired,
 )
+from authgate.core.limits import Limit
 from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
+    IntrospectionClientId,
     RuntimeDep,
     SessionDep,
     SettingsDep,
     bearer_token,
-    rate_limit,
+    json_body,
+    json_body_openapi,
+    per_ip,
+    per_ip_by_grant,
 )
 from authgate.problems import error_responses
 from authgate.users.schemas import UserOut
@@ -61,6 +62,7 @@ def _no_store(response: Response) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.register_ip)],
 )
 async def register(
     body: RegisterRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -74,7 +76,7 @@ async def register(
     status_code=status.HTTP_200_OK,
     response_model=UserOut,
     responses=error_responses(400, 422, 429, 503),
-    dependencies=[rate_limit("token_consume_ip")],
+    dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def verify_email(
     body: TokenRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -88,6 +90,7 @@ async def verify_email(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.verify_resend_ip)],
 )
 async def resend_verification(
     body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -101,6 +104,7 @@ async def resend_verification(
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(401, 403, 422, 429, 503),
+    dependencies=[per_ip(Limit.login_ip)],
 )
 async def login(
     body: LoginRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -123,7 +127,8 @@ def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONRe
     "/token",
     status_code=status.HTTP_200_OK,
     response_model=OAuth2TokenResponse,
-    responses={400: {"description": "RFC 6749 §5.2 error"}},
+    responses={400: {"description": "RFC 6749 §5.2 error"}, **error_responses(429, 503)},
+    dependencies=[per_ip_by_grant({"password": Limit.login_ip, "refresh_token": Limit.refresh_ip})],
 )
 async def token(
     db: SessionDep,
@@ -145,7 +150,6 @@ async def token(
         elif grant_type == "refresh_token":
             if not refresh_token:
                 return _oauth_error("invalid_request", "refresh_token is required.")
-            await runtime.limiter.hit("refresh_ip", client.ip_address or "unknown")
             issued = await runtime.sessions.refresh(db, refresh_token, client)
         else:
             return _oauth_error("unsupported_grant_type", "Use password or refresh_token.")
@@ -173,7 +177,7 @@ async def _settle(db: SessionDep, exc: AuthgateError) -> None:
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(401, 422, 429, 503),
-    dependencies=[rate_limit("refresh_ip")],
+    dependencies=[per_ip(Limit.refresh_ip)],
 )
 async def refresh(
     body: RefreshRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -222,6 +226,7 @@ async def logout_all(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.forgot_password_ip)],
 )
 async def forgot_password(
     body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -235,7 +240,7 @@ async def forgot_password(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(400, 422, 429, 503),
-    dependencies=[rate_limit("token_consume_ip")],
+    dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def reset_password(
     body: ResetPasswordRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -244,42 +249,23 @@ async def reset_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _basic_client(request: Request, settings: SettingsDep) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or len(value) > 1024:
-        raise InvalidClient()
-    try:
-        client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidClient() from None
-    expected = settings.introspection_credentials.get(client_id)
-    # Compare against something even for unknown ids, so timing says nothing about them.
-    if (
-        not secrets.compare_digest((expected or "\x00").encode(), secret.encode())
-        or expected is None
-    ):
-        raise InvalidClient()
-    return client_id
-
-
 @router.post(
     "/introspect",
     status_code=status.HTTP_200_OK,
     response_model=IntrospectionResponse,
     response_model_exclude_none=True,
     responses=error_responses(401, 422, 429),
+    openapi_extra=json_body_openapi(IntrospectRequest),
 )
 async def introspect(
-    request: Request,
-    body: IntrospectRequest,
+    client_id: IntrospectionClientId,
+    body: Annotated[IntrospectRequest, json_body(IntrospectRequest)],
     db: SessionDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> IntrospectionResponse:
-    """RFC 7662 for trusted services (HTTP Basic of an introspection client)."""
-    client_id = _basic_client(request, settings)
-    await runtime.limiter.hit("introspect_client", client_id)
+    """RFC 7662 for trusted services (HTTP Basic of an introspection client, authenticated
+    before the body is read: no credentials → 401 whatever the body)."""
     claims = await runtime.sessions.introspect(db, body.token)
     if claims is None:
         return IntrospectionResponse(active=False)
