@@ -133,7 +133,7 @@ async def provider_token_client(
     while none is configured, 401 ``invalid_client`` otherwise). Introspection clients are not
     accepted here."""
     found = next((c for c in settings.provider_token_clients if c.client_id == client_id), None)
-    if found is None:  # the settings changed under the request: not a client any more
+    if found is None:  # not reachable: client_auth took the id from this very list
         raise InvalidClient()
     return found
 
