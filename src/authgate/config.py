@@ -15,8 +15,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from limits import parse as parse_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The registry of named rate limits; DEFAULT_RATE_LIMITS re-exported for existing importers.
+from authgate.core.limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
+from authgate.core.limits import LIMITS, Limit
 
 
 class Environment(StrEnum):
@@ -28,26 +33,6 @@ class Environment(StrEnum):
 JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 EmailBackend = Literal["console", "smtp", "ses"]
 SmtpTls = Literal["none", "starttls", "tls"]
-
-#: Named rate limits (``limits`` syntax). Overridable one by one through AUTHGATE_RATE_LIMITS.
-DEFAULT_RATE_LIMITS: dict[str, str] = {
-    "login_ip": "30/minute",
-    "login_account": "10/15minutes",
-    "register_ip": "10/hour",
-    "verify_resend_ip": "10/hour",
-    "verify_resend_email": "3/hour",
-    "forgot_password_ip": "10/hour",
-    "forgot_password_email": "3/hour",
-    "token_consume_ip": "30/minute",
-    "refresh_ip": "120/minute",
-    "change_password_account": "10/15minutes",
-    "email_change_user": "5/hour",
-    "email_change_recipient": "3/hour",
-    "email_recipient": "10/hour",
-    "introspect_client": "600/minute",
-    "oauth_ip": "60/minute",
-}
-
 
 #: Production floors for secrets (CONTRACT §2).
 MIN_SECRET_KEY_BYTES = 32
@@ -171,7 +156,10 @@ class Settings(BaseSettings):
     #: How often a process re-reads the signing key directory (key rotation reaches it by then).
     key_reload_interval: int = Field(default=30, ge=1, le=60)
 
-    rate_limits: dict[str, str] = Field(default_factory=dict)
+    #: Overrides of the named rate limits (``core/limits.py``, docs/rate-limits.md), a JSON
+    #: object ``{"login_ip": "20/minute"}``; an unknown name or a value that does not parse
+    #: refuses to start.
+    rate_limits: dict[Limit, str] = Field(default_factory=dict)
     #: false switches off every rate limit and the login throttle (tests only; refused in production).
     rate_limits_enabled: bool = True
     #: ``client_id:secret`` pairs for HTTP Basic on /auth/introspect; secrets of at least
@@ -261,7 +249,18 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limits(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("rate limits are a JSON object of limit names to limits")
+        unknown = {str(name) for name in value} - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown rate limit names: {sorted(unknown)}")
+        # Parsed here, so a bad value refuses to start whoever builds the settings.
+        for name, text in value.items():
+            try:
+                parse_limit(str(text))
+            except ValueError:
+                raise ValueError(f"rate limit {str(name)!r}: cannot parse {text!r}") from None
         return value
 
     @field_validator("ses_endpoint_url", mode="before")
@@ -285,9 +284,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:
-        unknown = set(self.rate_limits) - set(DEFAULT_RATE_LIMITS)
-        if unknown:
-            raise ValueError(f"unknown rate limit names: {sorted(unknown)}")
         for item in self.introspection_clients:
             if ":" not in item.get_secret_value():
                 raise ValueError("introspection clients are client_id:secret pairs")
@@ -314,8 +310,9 @@ class Settings(BaseSettings):
         return self.cors_origins if self.cors_origins is not None else [self.frontend_url]
 
     @property
-    def effective_rate_limits(self) -> dict[str, str]:
-        return {**DEFAULT_RATE_LIMITS, **self.rate_limits}
+    def effective_rate_limits(self) -> dict[Limit, str]:
+        """Every named limit: its override, else the registry's default."""
+        return {limit: self.rate_limits.get(limit, spec.default) for limit, spec in LIMITS.items()}
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.config import Settings
+from authgate.core.client_auth import POLICIES, ClientKind, authenticate_basic, registered_clients
 from authgate.core.db import SECURITY_WRITE, commit_unit_of_work
 from authgate.core.errors import (
     Forbidden,
     InvalidAccessToken,
+    InvalidClient,
     NotAuthenticated,
+    NotFound,
 )
 from authgate.core.http import ClientInfo
+from authgate.core.limits import Limit, Per
 from authgate.core.security.jwt import AccessClaims
 from authgate.models import AuthSession, User
 from authgate.runtime import Runtime
 from authgate.sessions.access import PrincipalSnapshot
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Larger Authorization headers are refused before any parsing.
 MAX_AUTHORIZATION_HEADER = 8 * 1024
@@ -87,13 +96,107 @@ async def get_client(request: Request) -> ClientInfo:
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
-def rate_limit(name: str) -> Any:
-    """A route dependency that spends one unit of the named per-IP rate limit."""
+def per_ip(limit: Limit) -> Any:
+    """A route dependency spending one unit of a per-address limit for the client IP:
+    ``dependencies=[per_ip(Limit.login_ip)]``. Runs before the body is validated, so malformed
+    requests count too. Only limits the registry counts per client IP are accepted."""
+    if limit.spec.per is not Per.client_ip:
+        raise ValueError(f"rate limit {limit.value!r} is not counted per client IP")
 
-    async def _hit(request: Request, client: ClientDep) -> None:
-        await runtime_of(request).limiter.hit(name, client.ip_address or "unknown")
+    async def _per_ip(request: Request, client: ClientDep) -> None:
+        await runtime_of(request).limiter.per_ip(limit, client.ip_address)
 
-    return Depends(_hit)
+    return Depends(_per_ip)
+
+
+def per_ip_by_grant(limits: Mapping[str, Limit]) -> Any:
+    """``per_ip`` for a form endpoint whose limit depends on its ``grant_type`` field (the
+    OAuth2 token endpoint); another grant type spends nothing (it is refused anyway)."""
+    for limit in limits.values():
+        if limit.spec.per is not Per.client_ip:
+            raise ValueError(f"rate limit {limit.value!r} is not counted per client IP")
+
+    async def _per_ip(request: Request, client: ClientDep) -> None:
+        # FastAPI has parsed (and cached) the form before it solves the dependencies.
+        grant_type = (await request.form()).get("grant_type")
+        limit = limits.get(grant_type) if isinstance(grant_type, str) else None
+        if limit is not None:
+            await runtime_of(request).limiter.per_ip(limit, client.ip_address)
+
+    return Depends(_per_ip)
+
+
+def client_auth(kind: ClientKind) -> Callable[[Request, ClientInfo], Awaitable[str]]:
+    """The dependency authenticating a service client of ``kind`` (HTTP Basic); its client id.
+
+    - 404 while no client of a kind that needs them is configured (the endpoint is off);
+    - 429 while the caller's address has spent ``client_auth_ip`` on failed attempts (checked
+      before the credentials, so a spent address learns nothing about a guess);
+    - 401 ``invalid_client`` with ``WWW-Authenticate: Basic`` for missing or wrong credentials,
+      each failure spending one unit of ``client_auth_ip``;
+    - a valid client spends one unit of its kind's per-client limit.
+
+    Declare it before the body (see ``json_body``), so a caller without credentials gets 401
+    whatever the body."""
+    policy = POLICIES[kind]
+
+    async def _authenticate(request: Request, client: ClientDep) -> str:
+        runtime = runtime_of(request)
+        clients = registered_clients(runtime.settings, kind)
+        if policy.absent_when_unconfigured and not clients:
+            raise NotFound()
+        await runtime.limiter.check_per_ip(Limit.client_auth_ip, client.ip_address)
+        client_id = authenticate_basic(request.headers.get("authorization"), clients)
+        if client_id is None:
+            await runtime.limiter.per_ip(Limit.client_auth_ip, client.ip_address)
+            raise InvalidClient()
+        await runtime.limiter.per_client(policy.limit, client_id)
+        return client_id
+
+    return _authenticate
+
+
+#: The authenticated introspection client's id (``/auth/introspect``).
+IntrospectionClientId = Annotated[str, Depends(client_auth(ClientKind.introspection))]
+#: The authenticated provider-token client's id (``/oauth/internal/provider-token``).
+ProviderTokenClientId = Annotated[str, Depends(client_auth(ClientKind.provider_token))]
+
+
+def json_body(model: type[M]) -> Any:
+    """The JSON body as ``model``, read as a dependency: unlike a body parameter (which FastAPI
+    decodes before any dependency runs) it comes after the dependencies declared before it, so
+    client authentication answers 401 before a malformed body gets 422. Errors are the same
+    422 ``validation_error`` as FastAPI's. Pair with ``openapi_extra=json_body_openapi(model)``."""
+
+    async def _read(request: Request) -> M:
+        raw = await request.body()
+        if not raw:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        # A body that is not JSON never gets here: the middleware answers 415 for it.
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"}]
+            ) from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            errors = [
+                {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
+            ]
+            raise RequestValidationError(errors) from None
+
+    return Depends(_read)
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring the request body ``json_body(model)`` reads."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from authgate.config import Settings
+from authgate.core.limits import Limit
 from authgate.runtime import Runtime
 
 SAFE: dict[str, Any] = {
@@ -91,7 +92,7 @@ def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(_env_file=None)
     assert settings.cors_allowlist == ["https://a.example", "https://b.example"]
     assert settings.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
-    assert settings.effective_rate_limits["login_ip"] == "5/minute"
+    assert settings.effective_rate_limits[Limit.login_ip] == "5/minute"
     monkeypatch.setenv("AUTHGATE_RATE_LIMITS", '{"no_such_limit": "5/minute"}')
     with pytest.raises(ValueError, match="unknown rate limit"):
         Settings(_env_file=None)

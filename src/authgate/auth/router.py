@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Form, Response, status
 
 from authgate.auth.schemas import (
     Accepted,
@@ -23,15 +20,19 @@ from authgate.auth.schemas import (
     TokenRequest,
 )
 from authgate.auth.service import TokenGrant
-from authgate.core.errors import InvalidClient
+from authgate.core.limits import Limit
 from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
+    IntrospectionClientId,
     OptionalBearerToken,
     RuntimeDep,
     SessionDep,
     SettingsDep,
-    rate_limit,
+    json_body,
+    json_body_openapi,
+    per_ip,
+    per_ip_by_grant,
 )
 from authgate.problems import error_responses
 from authgate.users.schemas import UserOut
@@ -54,6 +55,7 @@ def _no_store(response: Response) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.register_ip)],
 )
 async def register(
     body: RegisterRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -67,7 +69,7 @@ async def register(
     status_code=status.HTTP_200_OK,
     response_model=UserOut,
     responses=error_responses(400, 422, 429, 503),
-    dependencies=[rate_limit("token_consume_ip")],
+    dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def verify_email(
     body: TokenRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -81,6 +83,7 @@ async def verify_email(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.verify_resend_ip)],
 )
 async def resend_verification(
     body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -94,6 +97,7 @@ async def resend_verification(
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(401, 403, 422, 429, 503),
+    dependencies=[per_ip(Limit.login_ip)],
 )
 async def login(
     body: LoginRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -107,7 +111,8 @@ async def login(
     "/token",
     status_code=status.HTTP_200_OK,
     response_model=OAuth2TokenResponse,
-    responses={400: {"description": "RFC 6749 §5.2 error"}},
+    responses={400: {"description": "RFC 6749 §5.2 error"}, **error_responses(429, 503)},
+    dependencies=[per_ip_by_grant({"password": Limit.login_ip, "refresh_token": Limit.refresh_ip})],
 )
 async def token(
     db: SessionDep,
@@ -121,8 +126,6 @@ async def token(
     scope: Annotated[str | None, Form()] = None,
 ) -> OAuth2TokenResponse:
     """OAuth2 token endpoint (password and refresh_token grants); used by Swagger UI's Authorize."""
-    if grant_type == "refresh_token" and refresh_token:
-        await runtime.limiter.hit("refresh_ip", client.ip_address or "unknown")
     grant = TokenGrant(grant_type, username, password, refresh_token)
     issued = await runtime.auth.token(db, grant, client)
     _no_store(response)
@@ -135,7 +138,7 @@ async def token(
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(401, 422, 429, 503),
-    dependencies=[rate_limit("refresh_ip")],
+    dependencies=[per_ip(Limit.refresh_ip)],
 )
 async def refresh(
     body: RefreshRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -181,6 +184,7 @@ async def logout_all(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=error_responses(422, 429),
+    dependencies=[per_ip(Limit.forgot_password_ip)],
 )
 async def forgot_password(
     body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -194,7 +198,7 @@ async def forgot_password(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(400, 422, 429, 503),
-    dependencies=[rate_limit("token_consume_ip")],
+    dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def reset_password(
     body: ResetPasswordRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
@@ -203,41 +207,22 @@ async def reset_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _basic_client(request: Request, settings: SettingsDep) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or len(value) > 1024:
-        raise InvalidClient()
-    try:
-        client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidClient() from None
-    expected = settings.introspection_credentials.get(client_id)
-    # Compare against something even for unknown ids, so timing says nothing about them.
-    if (
-        not secrets.compare_digest((expected or "\x00").encode(), secret.encode())
-        or expected is None
-    ):
-        raise InvalidClient()
-    return client_id
-
-
 @router.post(
     "/introspect",
     status_code=status.HTTP_200_OK,
     response_model=IntrospectionResponse,
     response_model_exclude_none=True,
     responses=error_responses(401, 422, 429),
+    openapi_extra=json_body_openapi(IntrospectRequest),
 )
 async def introspect(
-    request: Request,
-    body: IntrospectRequest,
+    client_id: IntrospectionClientId,
+    body: Annotated[IntrospectRequest, json_body(IntrospectRequest)],
     db: SessionDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> IntrospectionResponse:
-    """RFC 7662 for trusted services (HTTP Basic of an introspection client)."""
-    client_id = _basic_client(request, settings)
-    await runtime.limiter.hit("introspect_client", client_id)
+    """RFC 7662 for trusted services (HTTP Basic of an introspection client, authenticated
+    before the body is read: no credentials → 401 whatever the body)."""
     introspection = await runtime.sessions.introspect(db, body.token, client_id)
     return IntrospectionResponse.model_validate(introspection, from_attributes=True)

@@ -26,6 +26,7 @@ from authgate.core.errors import (
     OAuth2TokenError,
 )
 from authgate.core.http import ClientInfo
+from authgate.core.limits import Limit
 from authgate.core.metrics import LOGINS
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
@@ -79,7 +80,6 @@ class AuthService:
     async def register(
         self, db: AsyncSession, email: str, password: str, name: str | None, client: ClientInfo
     ) -> None:
-        await self._limiter.hit("register_ip", ip_key(client))
         address = normalize_email(
             email, check_deliverability=self._settings.email_check_deliverability
         )
@@ -139,8 +139,7 @@ class AuthService:
 
     async def resend_verification(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
         address = try_normalize_email(email)
-        await self._limiter.hit("verify_resend_ip", ip_key(client))
-        await self._limiter.hit("verify_resend_email", account_key(address, email))
+        await self._limiter.per_address(Limit.verify_resend_email, address, email)
         self._verification.request_resend(db, address)
 
     async def authenticate(
@@ -149,12 +148,11 @@ class AuthService:
         """The user whose password this is (and a stronger hash of it, if one is due), or
         InvalidCredentials (same for every failure, its audit row kept by a security write).
 
-        Rate limits per IP and the per-account throttle are consulted before any password work,
-        keyed on the address whether or not an account has it. A device that signed in to the
+        The per-account throttle is consulted before any password work (the per-IP limit is
+        the route's), keyed on the address whether or not an account has it. A device that signed in to the
         account before has a throttle bucket of its own, which strangers' failures never fill."""
         address = try_normalize_email(email)
         account = account_key(address, email)
-        await self._limiter.hit("login_ip", ip_key(client))
         bucket = await self._throttle.bucket(account, client)
         await self._throttle.reserve(bucket)
         user = await self._users.by_email(db, address) if address else None
@@ -236,15 +234,11 @@ class AuthService:
             ) from exc
 
     async def forgot_password(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
-        # Limits keyed on the normalised address whether or not it exists: a 429 says nothing.
+        # Limited per normalised address whether or not it exists (a 429 says nothing), and
+        # per IP on the route.
         address = try_normalize_email(email)
-        await self._limiter.hit("forgot_password_ip", ip_key(client))
-        await self._limiter.hit("forgot_password_email", account_key(address, email))
+        await self._limiter.per_address(Limit.forgot_password_email, address, email)
         await self._reset.request(db, address, client)
 
 
-def ip_key(client: ClientInfo) -> str:
-    return client.ip_address or "unknown"
-
-
-__all__ = ["AuthService", "account_key", "ip_key"]
+__all__ = ["AuthService", "account_key"]

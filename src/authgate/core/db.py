@@ -140,4 +140,3 @@ async def commit_unit_of_work(session: AsyncSession) -> None:
     """Commit a unit of work that ended normally (never one that made a security write)."""
     _refuse_after_security_write(session)
     await session.commit()
-

@@ -1,8 +1,10 @@
 """Named rate limits (``AUTHGATE_RATE_LIMITS``) on the ``limits`` library, moving-window strategy.
 
-A limit is looked up by name (``login_ip``, ``login_account``, … see ``DEFAULT_RATE_LIMITS`` and
-docs/rate-limits.md) and counted per caller-supplied key (client IP, normalised email, user id,
-client id). Keys are hashed (``key_digest``) before they reach the store, so any string is safe.
+A limit is a ``core.limits.Limit`` (the registry: defaults, what each is counted per, docs) and
+is counted per key: ``per_ip``, ``per_address``, ``per_user`` and ``per_client`` derive the key
+the one way the registry says and refuse a limit counted per something else; ``hit`` takes a
+ready key (the login throttle's bucket). Keys are hashed (``key_digest``) before they reach the
+store, so any string is safe.
 
 The moving window is exact: ``10/15minutes`` admits exactly 10 hits in any 15-minute span, across
 every process sharing the store. Refusals raise ``RateLimited`` with ``Retry-After`` = seconds
@@ -15,12 +17,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
+from collections.abc import Mapping
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from authgate.config import Settings
 from authgate.core.errors import RateLimited, ServiceUnavailable
+from authgate.core.limits import Limit, Per, account_key, ip_key
 from authgate.core.metrics import RATE_LIMITED
 from authgate.core.store import STORE_ERRORS, Store, key_digest
 
@@ -30,15 +35,19 @@ logger = logging.getLogger("authgate.ratelimit")
 UNAVAILABLE_RETRY_AFTER = 5
 
 
-def parse_limits(configured: dict[str, str]) -> dict[str, RateLimitItem]:
+def parse_limits(configured: Mapping[Limit, str]) -> dict[Limit, RateLimitItem]:
     """Parse every named limit; a malformed one is a configuration error at start-up."""
-    items: dict[str, RateLimitItem] = {}
-    for name, text in configured.items():
-        try:
-            items[name] = parse(text)
-        except ValueError as exc:
-            raise ValueError(f"rate limit {name!r}: cannot parse {text!r}") from exc
+    items: dict[Limit, RateLimitItem] = {}
+    for limit, text in configured.items():
+        items[limit] = parse_limit(limit, text)
     return items
+
+
+def parse_limit(name: str, text: str) -> RateLimitItem:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"rate limit {name!r}: cannot parse {text!r}") from exc
 
 
 class RateLimiter:
@@ -49,13 +58,47 @@ class RateLimiter:
         self.items = parse_limits(settings.effective_rate_limits)
         self._strategy = MovingWindowRateLimiter(store.limits_storage)
 
-    def item(self, name: str) -> RateLimitItem:
+    def item(self, name: Limit) -> RateLimitItem:
         try:
             return self.items[name]
         except KeyError:
             raise KeyError(f"unknown rate limit {name!r}") from None
 
-    async def hit(self, name: str, key: str, cost: int = 1) -> None:
+    # -- one key rule per kind of limit (``core.limits.Per``) ---------------------------
+
+    async def per_ip(self, limit: Limit, ip_address: str | None) -> None:
+        """Consume one unit of a per-address limit for the client IP."""
+        await self.hit(_expect(limit, Per.client_ip), ip_key(ip_address))
+
+    async def per_address(self, limit: Limit, address: str | None, raw: str = "") -> None:
+        """Consume one unit of a per-email-address limit (key: ``account_key(address, raw)``),
+        whether or not an account has the address."""
+        await self.hit(_expect(limit, Per.address), account_key(address, raw))
+
+    async def per_user(self, limit: Limit, user_id: uuid.UUID) -> None:
+        """Consume one unit of a per-user limit."""
+        await self.hit(_expect(limit, Per.user), str(user_id))
+
+    async def per_client(self, limit: Limit, client_id: str) -> None:
+        """Consume one unit of a per-service-client limit (an authenticated client id)."""
+        await self.hit(_expect(limit, Per.client), client_id)
+
+    async def check_per_ip(self, limit: Limit, ip_address: str | None) -> None:
+        """Raise ``RateLimited`` if the client IP has spent a per-address limit; consumes
+        nothing (for limits spent on failures only, checked before the attempt)."""
+        key = ip_key(ip_address)
+        if await self.test(_expect(limit, Per.client_ip), key):
+            return
+        try:
+            stats = await self._strategy.get_window_stats(self.item(limit), limit, key_digest(key))
+        except STORE_ERRORS as exc:
+            raise _unavailable(limit, exc) from exc
+        RATE_LIMITED.labels(limit).inc()
+        raise RateLimited(retry_after=_seconds_until(stats.reset_time))
+
+    # -- primitives -------------------------------------------------------------------------
+
+    async def hit(self, name: Limit, key: str, cost: int = 1) -> None:
         """Consume ``cost`` from limit ``name`` for ``key``.
 
         Raises ``RateLimited`` (429) when over the limit, ``ServiceUnavailable`` (503) when the
@@ -75,7 +118,7 @@ class RateLimiter:
         logger.info("ratelimit.refused", extra={"limit": name})
         raise RateLimited(retry_after=_seconds_until(stats.reset_time))
 
-    async def test(self, name: str, key: str) -> bool:
+    async def test(self, name: Limit, key: str) -> bool:
         """Would one hit pass now? Consumes nothing. Raises ``ServiceUnavailable`` if down."""
         if not self.enabled:
             return True
@@ -85,13 +128,20 @@ class RateLimiter:
         except STORE_ERRORS as exc:
             raise _unavailable(name, exc) from exc
 
-    async def clear(self, name: str, key: str) -> None:
+    async def clear(self, name: Limit, key: str) -> None:
         """Forget every hit of ``key`` on limit ``name``."""
         item = self.item(name)
         try:
             await self._strategy.clear(item, name, key_digest(key))
         except STORE_ERRORS as exc:
             raise _unavailable(name, exc) from exc
+
+
+def _expect(limit: Limit, per: Per) -> Limit:
+    """The registry decides what a limit is counted per; anything else is a programming error."""
+    if limit.spec.per is not per:
+        raise TypeError(f"rate limit {limit.value!r} is counted per {limit.spec.per.name}")
+    return limit
 
 
 def _seconds_until(reset_time: float) -> int:

@@ -48,31 +48,21 @@ import secrets
 from authgate.config import Settings
 from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.http import ClientInfo
+from authgate.core.limits import Limit
+from authgate.core.limits import account_key as account_key  # re-exported: the bucket's key
 from authgate.core.metrics import RATE_LIMITED
 from authgate.core.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimiter
 from authgate.core.store import Store, StoreUnavailable, key_digest
 from authgate.core.time import utc_now
-from authgate.users.emails import email_key
 
 logger = logging.getLogger("authgate.throttle")
 
-#: The named rate limit ``reserve`` consumes.
-RATE_LIMIT_NAME = "login_account"
+#: The named rate limit ``reserve`` consumes (per bucket: the account or one of its devices).
+RATE_LIMIT_NAME = Limit.login_account
 #: Metric label of refusals by the delay or the hard cap.
 METRIC_LABEL = "login_throttle"
 #: How long a successful sign-in keeps its IP + User-Agent pair "known" to the account.
 KNOWN_DEVICE_TTL = 90 * 24 * 3600.0
-
-
-def account_key(address: str | None, raw: str = "") -> str:
-    """The one per-account key of the throttle and the per-address limits.
-
-    The address's uniqueness key (``users.emails.email_key``: ASCII letters folded, so two
-    mailboxes that only Unicode case-folding would merge keep apart), or the stripped raw input
-    when it is not an address (so an invalid address is throttled like any other). A user's key
-    is ``account_key(user.email)``.
-    """
-    return email_key(address) if address else email_key(raw.strip())
 
 
 class LoginThrottle:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -12,14 +9,19 @@ from fastapi.responses import RedirectResponse
 
 from authgate.auth.schemas import TokenPair
 from authgate.config import ProviderTokenClient
-from authgate.core.errors import InvalidClient, NotFound
+from authgate.core.errors import InvalidClient
+from authgate.core.limits import Limit
 from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
     CurrentUser,
+    ProviderTokenClientId,
     RuntimeDep,
     SessionDep,
     SettingsDep,
+    json_body,
+    json_body_openapi,
+    per_ip,
 )
 from authgate.oauth.flow import STATE_TTL, CallbackParams, CookiePolicy, FlowStart
 from authgate.oauth.schemas import (
@@ -105,6 +107,7 @@ async def unlink(
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
     responses=error_responses(400, 422, 429),
+    dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def token(
     body: OAuthCodeRequest,
@@ -117,34 +120,20 @@ async def token(
     """Exchanges the one-time ``ago_`` code from the callback redirect for a session. The
     redemption cookie set by the callback must come along (send the request with credentials);
     without it the code is spent and the answer is 400 ``invalid_token``."""
-    await runtime.limiter.hit("token_consume_ip", client.ip_address or "unknown")
     redeemed = await runtime.oauth.redeem(db, body.code, request.cookies, client)
     _clear_cookie(response, runtime.oauth.cookies, redeemed.cookie_name)
     response.headers.update(NO_STORE)
     return TokenPair.of(redeemed.issued)
 
 
-#: Compared against when the client id is unknown, so both cases take the same time.
-_NO_SECRET = b"\x00" * 64
-
-
-async def provider_token_client(request: Request, settings: SettingsDep) -> ProviderTokenClient:
-    """HTTP Basic of an AUTHGATE_PROVIDER_TOKEN_CLIENTS client, secret compared in constant
-    time. 404 while no client is configured (the endpoint is off); 401 ``invalid_client`` with
-    ``WWW-Authenticate: Basic`` otherwise. Introspection clients are not accepted here."""
-    if not settings.provider_token_clients:
-        raise NotFound()
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic" or len(value) > 1024:
-        raise InvalidClient()
-    try:
-        client_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidClient() from None
+async def provider_token_client(
+    client_id: ProviderTokenClientId, settings: SettingsDep
+) -> ProviderTokenClient:
+    """The AUTHGATE_PROVIDER_TOKEN_CLIENTS client authenticated by ``deps.client_auth`` (404
+    while none is configured, 401 ``invalid_client`` otherwise). Introspection clients are not
+    accepted here."""
     found = next((c for c in settings.provider_token_clients if c.client_id == client_id), None)
-    expected = found.secret.get_secret_value().encode() if found is not None else _NO_SECRET
-    matches = secrets.compare_digest(expected, secret.encode())
-    if found is None or not matches:
+    if found is None:  # not reachable: client_auth took the id from this very list
         raise InvalidClient()
     return found
 
@@ -157,10 +146,11 @@ ProviderTokenCaller = Annotated[ProviderTokenClient, Depends(provider_token_clie
     status_code=status.HTTP_200_OK,
     response_model=ProviderTokenOut,
     responses=error_responses(401, 403, 404, 409, 422, 429, 503),
+    openapi_extra=json_body_openapi(ProviderTokenRequest),
 )
 async def provider_token(
     caller: ProviderTokenCaller,
-    body: ProviderTokenRequest,
+    body: Annotated[ProviderTokenRequest, json_body(ProviderTokenRequest)],
     response: Response,
     db: SessionDep,
     runtime: RuntimeDep,
@@ -170,7 +160,6 @@ async def provider_token(
     client; 404 while none is configured): a valid access token of the user at the provider,
     refreshed when needed. A provider not listed for the client → 403 ``forbidden``. Every read
     is audited with the client id."""
-    await runtime.limiter.hit("introspect_client", caller.client_id)
     read = await runtime.oauth.read_provider_token(db, caller, body.user_id, body.provider, client)
     response.headers.update(NO_STORE)
     return ProviderTokenOut.model_validate(read, from_attributes=True)
@@ -181,6 +170,7 @@ async def provider_token(
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
     responses={**REDIRECT, **error_responses(400, 404, 422, 429, 503)},
+    dependencies=[per_ip(Limit.oauth_ip)],
 )
 async def authorize(
     provider: str,
@@ -188,11 +178,9 @@ async def authorize(
     db: SessionDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
-    client: ClientDep,
 ) -> RedirectResponse:
     """Starts a sign-in: 302 to the provider. ``redirect_url`` must be in
     AUTHGATE_ALLOWED_REDIRECT_URLS exactly (400 ``invalid_redirect_url`` otherwise)."""
-    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     start = await runtime.oauth.start(db, provider, redirect_url)
     response = RedirectResponse(start.authorization_url, status_code=status.HTTP_302_FOUND)
     _set_binding_cookie(response, runtime.oauth.cookies, start)
@@ -204,6 +192,7 @@ async def authorize(
     status_code=status.HTTP_302_FOUND,
     response_class=RedirectResponse,
     responses={**REDIRECT, **error_responses(400, 404, 422, 429)},
+    dependencies=[per_ip(Limit.oauth_ip)],
 )
 async def callback(
     provider: str,
@@ -220,7 +209,6 @@ async def callback(
     """The provider sends the browser here; 302 to ``redirect_url?code=ago_…`` (one-time,
     AUTHGATE_OAUTH_CODE_TTL) or ``redirect_url?error=…``; 400 when the state is unknown."""
     runtime.oauth.providers.config(provider)
-    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     end = await runtime.oauth.callback(
         db, provider, CallbackParams(state, code, error, iss), dict(request.cookies), client
     )
@@ -239,6 +227,7 @@ async def callback(
     status_code=status.HTTP_200_OK,
     response_model=AuthorizationUrl,
     responses=error_responses(400, 401, 403, 404, 422, 429, 503),
+    dependencies=[per_ip(Limit.oauth_ip)],
 )
 async def link(
     provider: str,
@@ -255,7 +244,6 @@ async def link(
     password needs a sign-in younger than 5 minutes instead (else 403
     ``reauthentication_required``). The owner is emailed now and when the link completes. Sets
     the same binding cookie as /authorize, so call it with credentials."""
-    await runtime.limiter.hit("oauth_ip", client.ip_address or "unknown")
     start = await runtime.oauth.start_link(
         db,
         principal.user,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit import AuditService, AuditType
 from authgate.core.errors import ValidationFailed
 from authgate.core.http import ClientInfo
+from authgate.core.limits import Limit
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle, account_key
@@ -72,7 +73,7 @@ class UserService:
         """Every session ends; the caller continues in a fresh session (a new ``sid``), so the
         access token presented for the change stops working too. Wrong current passwords count
         toward the same per-account throttle as failed logins."""
-        await self._limiter.hit("change_password_account", str(user.id))
+        await self._limiter.per_user(Limit.change_password_account, user.id)
         await self._confirm_password(user, current_password, client)
         new_password = self._password_setter.check(user, new_password)
         await self._password_setter.set(db, user, new_password)
@@ -107,9 +108,9 @@ class UserService:
                 ],
                 detail="The new address is the current one.",
             )
-        await self._limiter.hit("email_change_user", str(user.id))
+        await self._limiter.per_user(Limit.email_change_user, user.id)
         await self._confirm_password(user, password, client)
-        await self._limiter.hit("email_change_recipient", account_key(address))
+        await self._limiter.per_address(Limit.email_change_recipient, address)
         await self._verification.request_email_change(db, user, address)
         self._audit.record(db, AuditType.email_change_requested, user_id=user.id, client=client)
 

@@ -37,11 +37,11 @@ from authgate.config import Settings
 from authgate.core.email.backends import OutgoingEmail
 from authgate.core.email.templates import make_environment
 from authgate.core.errors import RateLimited
+from authgate.core.limits import Limit
 from authgate.core.metrics import EMAIL_DROPPED, EMAIL_QUEUED
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.crypto import EncryptionService
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
-from authgate.users.emails import email_key
 
 logger = logging.getLogger("authgate.email")
 
@@ -79,7 +79,7 @@ SECURITY_NOTICES = frozenset(
     }
 )
 #: The named limit on the other messages per recipient address.
-RECIPIENT_LIMIT = "email_recipient"
+RECIPIENT_LIMIT = Limit.email_recipient
 
 
 class EmailJob(StrEnum):
@@ -227,7 +227,7 @@ class EmailService:
         if self._limiter is None or template in SECURITY_NOTICES:
             return True
         try:
-            await self._limiter.hit(RECIPIENT_LIMIT, email_key(to.strip()))
+            await self._limiter.per_address(RECIPIENT_LIMIT, to.strip())
         except RateLimited:
             EMAIL_DROPPED.labels(template=template.value).inc()
             logger.warning(
