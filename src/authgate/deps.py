@@ -86,7 +86,7 @@ def _notify(runtime: Runtime, session: AsyncSession) -> None:
         runtime.dispatcher.notify()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 async def get_client(request: Request) -> ClientInfo:
@@ -233,7 +233,7 @@ OptionalBearerToken = Annotated[str | None, Depends(optional_bearer_token)]
 
 async def get_principal(
     request: Request,
-    db: SessionDep,
+    db: DbDep,
     _token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
     """The caller behind the bearer token (see ``SessionService.check_access``)."""

@@ -70,7 +70,7 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
 
 async def reencrypt_all(settings: Settings) -> int:
     """Move every provider-token ciphertext to the current encryption key."""
-    from authgate.oauth.tokens import reencrypt_provider_tokens
+    from authgate.oauth.vault import reencrypt_provider_tokens
 
     encryption = EncryptionService(encryption_keys(settings))
     engine = make_engine(settings)

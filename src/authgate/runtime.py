@@ -23,7 +23,7 @@ from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
 from authgate.housekeeping import Housekeeper
-from authgate.oauth import OAuthService, TokenService, build_oauth
+from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
@@ -60,7 +60,7 @@ class Runtime:
     limiter: RateLimiter
     throttle: LoginThrottle
     oauth: OAuthService
-    provider_tokens: TokenService
+    provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
 
     @classmethod
@@ -159,7 +159,7 @@ class Runtime:
             users_repo,
             limiter,
             throttle,
-            provider_tokens=oauth.tokens,
+            provider_tokens=oauth.vault,
         )
         return cls(
             settings=settings,
@@ -185,7 +185,7 @@ class Runtime:
             limiter=limiter,
             throttle=throttle,
             oauth=oauth,
-            provider_tokens=oauth.tokens,
+            provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
         )
 

@@ -21,7 +21,7 @@ from authgate.core.security.crypto import DecryptionError, EncryptionService, pa
 from authgate.core.time import utc_now
 from authgate.models import AuditEvent, Base, ProviderToken, User
 from authgate.oauth.errors import ProviderTokenUnavailable
-from authgate.oauth.tokens import TokenService, associated_data, reencrypt_provider_tokens
+from authgate.oauth.vault import ProviderTokenVault, associated_data, reencrypt_provider_tokens
 from authgate.runtime import Runtime
 from tests.support.oauth import (
     INTERNAL_CLIENT,
@@ -89,7 +89,7 @@ async def test_token_info_does_not_decrypt(
     browser: Browser, idp: OidcServer, runtime: Runtime
 ) -> None:
     user_id = await signed_in_user(browser, idp, runtime, "info@example.com")
-    broken = TokenService(
+    broken = ProviderTokenVault(
         runtime.sessionmaker,
         EncryptionService(parse_key_ring(NEW_KEY)),
         AuditService(),
@@ -157,7 +157,7 @@ class TestKeyRotation:
         assert after.key_id == "new"
         assert new_only.key_id_of(after.access_token_ct) == "new"
         assert plaintexts(new_only, after) == (access, refresh)
-        vault = TokenService(
+        vault = ProviderTokenVault(
             runtime.sessionmaker, new_only, AuditService(), runtime.oauth.providers
         )
         async with runtime.sessionmaker() as db:

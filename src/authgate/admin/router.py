@@ -18,7 +18,7 @@ from authgate.admin.schemas import (
 from authgate.admin.service import AdminService
 from authgate.audit import AuditType
 from authgate.core.text import OneLine
-from authgate.deps import ClientDep, RuntimeDep, SessionDep, Superuser
+from authgate.deps import ClientDep, DbDep, RuntimeDep, Superuser
 from authgate.problems import error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -49,7 +49,7 @@ CursorParam = Annotated[
 )
 async def list_users(
     _admin: Superuser,
-    db: SessionDep,
+    db: DbDep,
     service: AdminServiceDep,
     q: Annotated[
         OneLine | None,
@@ -72,7 +72,7 @@ async def list_users(
     responses=error_responses(401, 403, 404, 422),
 )
 async def get_user(
-    user_id: uuid.UUID, _admin: Superuser, db: SessionDep, service: AdminServiceDep
+    user_id: uuid.UUID, _admin: Superuser, db: DbDep, service: AdminServiceDep
 ) -> AdminUser:
     return AdminUser.model_validate(await service.get_user(db, user_id))
 
@@ -87,7 +87,7 @@ async def update_user(
     user_id: uuid.UUID,
     body: AdminUserUpdate,
     admin: Superuser,
-    db: SessionDep,
+    db: DbDep,
     service: AdminServiceDep,
     client: ClientDep,
 ) -> AdminUser:
@@ -105,7 +105,7 @@ async def update_user(
 async def delete_user(
     user_id: uuid.UUID,
     admin: Superuser,
-    db: SessionDep,
+    db: DbDep,
     service: AdminServiceDep,
     client: ClientDep,
 ) -> Response:
@@ -123,7 +123,7 @@ async def delete_user(
 async def revoke_sessions(
     user_id: uuid.UUID,
     admin: Superuser,
-    db: SessionDep,
+    db: DbDep,
     service: AdminServiceDep,
     client: ClientDep,
 ) -> Response:
@@ -139,7 +139,7 @@ async def revoke_sessions(
 )
 async def list_audit_events(
     _admin: Superuser,
-    db: SessionDep,
+    db: DbDep,
     service: AdminServiceDep,
     user_id: Annotated[uuid.UUID | None, Query(description="Events about this user.")] = None,
     event_type: Annotated[AuditType | None, Query(alias="type")] = None,

@@ -24,10 +24,10 @@ from authgate.core.limits import Limit
 from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
+    DbDep,
     IntrospectionClientId,
     OptionalBearerToken,
     RuntimeDep,
-    SessionDep,
     SettingsDep,
     json_body,
     json_body_openapi,
@@ -58,7 +58,7 @@ def _no_store(response: Response) -> None:
     dependencies=[per_ip(Limit.register_ip)],
 )
 async def register(
-    body: RegisterRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: RegisterRequest, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Accepted:
     await runtime.auth.register(db, body.email, body.password, body.name, client)
     return Accepted(detail=REGISTER_ACCEPTED)
@@ -72,7 +72,7 @@ async def register(
     dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def verify_email(
-    body: TokenRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: TokenRequest, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> UserOut:
     user = await runtime.verification.verify(db, body.token, client)
     return UserOut.model_validate(user)
@@ -86,7 +86,7 @@ async def verify_email(
     dependencies=[per_ip(Limit.verify_resend_ip)],
 )
 async def resend_verification(
-    body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: EmailRequest, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Accepted:
     await runtime.auth.resend_verification(db, body.email, client)
     return Accepted(detail=RESEND_ACCEPTED)
@@ -100,7 +100,7 @@ async def resend_verification(
     dependencies=[per_ip(Limit.login_ip)],
 )
 async def login(
-    body: LoginRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: LoginRequest, response: Response, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> TokenPair:
     issued = await runtime.auth.login(db, body.email, body.password, client)
     _no_store(response)
@@ -115,7 +115,7 @@ async def login(
     dependencies=[per_ip_by_grant({"password": Limit.login_ip, "refresh_token": Limit.refresh_ip})],
 )
 async def token(
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
     response: Response,
@@ -141,7 +141,7 @@ async def token(
     dependencies=[per_ip(Limit.refresh_ip)],
 )
 async def refresh(
-    body: RefreshRequest, response: Response, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: RefreshRequest, response: Response, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> TokenPair:
     issued = await runtime.sessions.refresh(db, body.refresh_token, client)
     _no_store(response)
@@ -157,7 +157,7 @@ async def refresh(
 async def logout(
     body: RefreshRequest,
     bearer: OptionalBearerToken,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> Response:
@@ -173,7 +173,7 @@ async def logout(
     responses=error_responses(401),
 )
 async def logout_all(
-    principal: CurrentPrincipal, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    principal: CurrentPrincipal, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Response:
     await runtime.sessions.logout_all(db, principal.user, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -187,7 +187,7 @@ async def logout_all(
     dependencies=[per_ip(Limit.forgot_password_ip)],
 )
 async def forgot_password(
-    body: EmailRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: EmailRequest, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Accepted:
     await runtime.auth.forgot_password(db, body.email, client)
     return Accepted(detail=FORGOT_ACCEPTED)
@@ -201,7 +201,7 @@ async def forgot_password(
     dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def reset_password(
-    body: ResetPasswordRequest, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    body: ResetPasswordRequest, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Response:
     await runtime.password_reset.reset(db, body.token, body.new_password, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -218,7 +218,7 @@ async def reset_password(
 async def introspect(
     client_id: IntrospectionClientId,
     body: Annotated[IntrospectRequest, json_body(IntrospectRequest)],
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> IntrospectionResponse:

@@ -15,11 +15,11 @@ from authgate.core.throttle import LoginThrottle
 from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderRegistry
 from authgate.oauth.service import OAuthService
-from authgate.oauth.tokens import TokenService
+from authgate.oauth.vault import ProviderTokenVault
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 
-__all__ = ["OAuthService", "ProviderRegistry", "TokenService", "build_oauth"]
+__all__ = ["OAuthService", "ProviderRegistry", "ProviderTokenVault", "build_oauth"]
 
 
 def build_oauth(
@@ -38,13 +38,13 @@ def build_oauth(
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 
-    ``OAuthService.tokens`` is the TokenService (provider-token vault)."""
+    ``OAuthService.vault`` is the ProviderTokenVault (the encrypted provider tokens)."""
     providers = ProviderRegistry(settings)
-    tokens = TokenService(sessionmaker, encryption, audit, providers)
+    vault = ProviderTokenVault(sessionmaker, encryption, audit, providers)
     return OAuthService(
         settings,
         providers,
-        tokens,
+        vault,
         action_tokens,
         sessions,
         opaque,

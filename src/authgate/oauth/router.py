@@ -15,9 +15,9 @@ from authgate.deps import (
     ClientDep,
     CurrentPrincipal,
     CurrentUser,
+    DbDep,
     ProviderTokenClientId,
     RuntimeDep,
-    SessionDep,
     SettingsDep,
     json_body,
     json_body_openapi,
@@ -81,9 +81,7 @@ async def providers(runtime: RuntimeDep) -> list[ProviderOut]:
     response_model=list[ConnectionOut],
     responses=error_responses(401),
 )
-async def connections(
-    user: CurrentUser, db: SessionDep, runtime: RuntimeDep
-) -> list[ConnectionOut]:
+async def connections(user: CurrentUser, db: DbDep, runtime: RuntimeDep) -> list[ConnectionOut]:
     return [ConnectionOut.model_validate(i) for i in await runtime.oauth.connections(db, user)]
 
 
@@ -94,7 +92,7 @@ async def connections(
     responses=error_responses(401, 404, 409),
 )
 async def unlink(
-    provider: str, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, client: ClientDep
+    provider: str, user: CurrentUser, db: DbDep, runtime: RuntimeDep, client: ClientDep
 ) -> Response:
     """Removes a connection and revokes its tokens at the provider; 409 if it is the last way
     to sign in (no password and no other connection)."""
@@ -113,7 +111,7 @@ async def token(
     body: OAuthCodeRequest,
     request: Request,
     response: Response,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> TokenPair:
@@ -152,7 +150,7 @@ async def provider_token(
     caller: ProviderTokenCaller,
     body: Annotated[ProviderTokenRequest, json_body(ProviderTokenRequest)],
     response: Response,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> ProviderTokenOut:
@@ -175,7 +173,7 @@ async def provider_token(
 async def authorize(
     provider: str,
     redirect_url: Annotated[str, Query(max_length=2048)],
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> RedirectResponse:
@@ -197,7 +195,7 @@ async def authorize(
 async def callback(
     provider: str,
     request: Request,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
     client: ClientDep,
@@ -234,7 +232,7 @@ async def link(
     principal: CurrentPrincipal,
     body: LinkRequest,
     response: Response,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> AuthorizationUrl:

@@ -70,7 +70,7 @@ from authgate.oauth.idtoken import IdTokenValidator
 from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderMetadata, ProviderProfile, ProviderRegistry, add_query
 from authgate.oauth.repository import OAuthRepository
-from authgate.oauth.tokens import TokenService
+from authgate.oauth.vault import ProviderTokenVault
 from authgate.sessions.service import SessionService
 from authgate.users.emails import try_normalize_email
 from authgate.users.repository import UserRepository
@@ -95,7 +95,7 @@ class OAuthService:
         self,
         settings: Settings,
         providers: ProviderRegistry,
-        tokens: TokenService,
+        vault: ProviderTokenVault,
         action_tokens: ActionTokenService,
         sessions: SessionService,
         opaque: OpaqueTokens,
@@ -107,7 +107,7 @@ class OAuthService:
     ) -> None:
         self._settings = settings
         self.providers = providers
-        self.tokens = tokens
+        self.vault = vault
         self._action_tokens = action_tokens
         self._sessions = sessions
         self._opaque = opaque
@@ -302,7 +302,7 @@ class OAuthService:
                     user, identity = await self._accounts.sign_in(
                         db, provider, profile, email, client
                     )
-                await self.tokens.store(
+                await self.vault.store(
                     db, user_id=user.id, identity_id=identity.id, provider=provider, token=token
                 )
                 if row.link_user_id is not None:
@@ -459,10 +459,10 @@ class OAuthService:
                 extra={"caller": caller.client_id, "provider": provider},
             )
             raise Forbidden("This client may not read tokens of this provider.")
-        access = await self.tokens.get_valid_access_token(
+        access = await self.vault.get_valid_access_token(
             db, user_id, provider, client=client, caller=caller.client_id
         )
-        info = await self.tokens.token_info(db, user_id, provider)
+        info = await self.vault.token_info(db, user_id, provider)
         return ProviderTokenRead(
             access_token=access,
             token_type=info.token_type if info and info.token_type else "Bearer",
@@ -484,7 +484,7 @@ class OAuthService:
             raise NotFound("No such connection.")
         if user.password_hash is None and await self._repo.count_identities(db, user.id) <= 1:
             raise LastSignInMethod()
-        await self.tokens.revoke(db, user.id, provider, client)
+        await self.vault.revoke(db, user.id, provider, client)
         await self._repo.delete_identity(db, identity.id)
         self._audit.record(
             db,

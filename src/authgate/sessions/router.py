@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from authgate.deps import ClientDep, CurrentPrincipal, RuntimeDep, SessionDep
+from authgate.deps import ClientDep, CurrentPrincipal, DbDep, RuntimeDep
 from authgate.problems import error_responses
 from authgate.sessions.schemas import SessionOut
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/sessions", tags=["sessions"])
     responses=error_responses(401),
 )
 async def list_sessions(
-    principal: CurrentPrincipal, db: SessionDep, runtime: RuntimeDep
+    principal: CurrentPrincipal, db: DbDep, runtime: RuntimeDep
 ) -> list[SessionOut]:
     sessions = await runtime.sessions.list_active(db, principal.user)
     return [
@@ -46,7 +46,7 @@ async def list_sessions(
 async def end_session(
     session_id: uuid.UUID,
     principal: CurrentPrincipal,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> Response:

@@ -11,8 +11,8 @@ from authgate.deps import (
     CurrentPrincipal,
     CurrentUser,
     CurrentUserView,
+    DbDep,
     RuntimeDep,
-    SessionDep,
 )
 from authgate.problems import error_responses
 from authgate.users.schemas import (
@@ -45,9 +45,7 @@ async def read_me(user: CurrentUserView) -> UserOut:
     response_model=UserOut,
     responses=error_responses(401, 422),
 )
-async def update_me(
-    body: UpdateMe, user: CurrentUser, db: SessionDep, runtime: RuntimeDep
-) -> UserOut:
+async def update_me(body: UpdateMe, user: CurrentUser, db: DbDep, runtime: RuntimeDep) -> UserOut:
     updated = await runtime.users.update_profile(db, user, body.name)
     return UserOut.model_validate(updated)
 
@@ -62,7 +60,7 @@ async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
     response: Response,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> TokenPair:
@@ -82,7 +80,7 @@ async def change_password(
 async def change_email(
     body: ChangeEmailRequest,
     user: CurrentUser,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> Accepted:
@@ -99,7 +97,7 @@ async def change_email(
 async def delete_me(
     body: PasswordConfirmation,
     user: CurrentUser,
-    db: SessionDep,
+    db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> Response:

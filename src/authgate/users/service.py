@@ -24,7 +24,7 @@ from authgate.verification.service import VerificationService
 
 
 class ProviderTokenRevoker(Protocol):
-    """What account deletion needs of the provider-token vault (``oauth.tokens.TokenService``)."""
+    """What account deletion needs of the provider-token vault (``oauth.vault.ProviderTokenVault``)."""
 
     async def revoke_all(
         self, db: AsyncSession, user_id: uuid.UUID, client: ClientInfo | None = None

@@ -1,4 +1,4 @@
-"""TokenService: the vault for the providers' tokens.
+"""ProviderTokenVault: the vault for the providers' tokens.
 
 Access and refresh tokens are stored AES-256-GCM encrypted (``EncryptionService``) with the key id
 in every ciphertext and associated data ``"{user_id}:{provider}:{field}"``, so a ciphertext copied
@@ -34,7 +34,7 @@ from authgate.oauth.errors import ProviderError, ProviderTokenUnavailable, Provi
 from authgate.oauth.providers import ProviderRegistry
 from authgate.oauth.repository import OAuthRepository
 
-logger = logging.getLogger("authgate.oauth.tokens")
+logger = logging.getLogger("authgate.oauth.vault")
 
 #: Refresh when this little lifetime is left (seconds).
 REFRESH_MARGIN = 60
@@ -61,7 +61,7 @@ class TokenInfo:
     updated_at: datetime
 
 
-class TokenService:
+class ProviderTokenVault:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
