@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import TemplateError
-from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,12 +48,13 @@ from authgate.core.email.backends import (
     TransientEmailError,
     make_backend,
 )
+from authgate.core.email.repository import OutboxRepository
 from authgate.core.email.service import EmailService
 from authgate.core.metrics import EMAIL_DEAD, EMAIL_RETRIED, EMAIL_SENT
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
-from authgate.models.email_outbox import EmailOutbox, OutboxStatus
+from authgate.models.email_outbox import EmailOutbox
 
 logger = logging.getLogger("authgate.email")
 
@@ -80,34 +80,16 @@ def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP_SECONDS) -> f
     return _random.uniform(0, ceiling)
 
 
-def _due(now: datetime) -> Any:
-    return or_(
-        and_(EmailOutbox.status == OutboxStatus.pending, EmailOutbox.next_attempt_at <= now),
-        and_(EmailOutbox.status == OutboxStatus.sending, EmailOutbox.claimed_until < now),
-    )
-
-
 async def dead_letters(db: AsyncSession, *, limit: int = 100) -> Sequence[EmailOutbox]:
     """Dead messages, newest first, for operators (``last_error`` says why)."""
-    stmt = (
-        select(EmailOutbox)
-        .where(EmailOutbox.status == OutboxStatus.dead)
-        .order_by(EmailOutbox.created_at.desc())
-        .limit(limit)
-    )
-    return (await db.scalars(stmt)).all()
+    return await OutboxRepository().dead_letters(db, limit=limit)
 
 
 async def requeue_dead(db: AsyncSession, outbox_id: uuid.UUID) -> bool:
-    """Give a dead message a fresh set of attempts (after fixing the cause). Caller commits."""
-    result = await db.execute(
-        update(EmailOutbox)
-        .where(EmailOutbox.id == outbox_id, EmailOutbox.status == OutboxStatus.dead)
-        .where(EmailOutbox.payload_ciphertext.is_not(None))
-        .values(status=OutboxStatus.pending, attempts=0, next_attempt_at=utc_now())
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    """Give a dead message a fresh set of attempts (after fixing the cause). Caller commits.
+
+    Only a message that still has its payload can be sent again; it is due at once."""
+    return await OutboxRepository().requeue_dead(db, outbox_id, now=utc_now())
 
 
 class _LostClaimError(Exception):
@@ -127,11 +109,13 @@ class EmailDispatcher:
         backend: EmailBackend,
         *,
         worker_id: str | None = None,
+        repository: OutboxRepository | None = None,
     ) -> None:
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._service = service
         self._backend = backend
+        self._repo = repository or OutboxRepository()
         self.worker_id = (worker_id or _default_worker_id())[:64]
         self._wake = asyncio.Event()
         self._stopping = False
@@ -239,60 +223,21 @@ class EmailDispatcher:
     async def _claim(self, limit: int) -> list[EmailOutbox]:
         now = utc_now()
         async with self._sessionmaker() as db, db.begin():
-            candidates = (
-                select(EmailOutbox.id)
-                .where(_due(now))
-                .order_by(EmailOutbox.next_attempt_at)
-                .limit(limit)
-            )
-            if not self._settings.is_sqlite:
-                candidates = candidates.with_for_update(skip_locked=True)
-            ids = list((await db.scalars(candidates)).all())
-            if not ids:
-                return []
             # An abandoned claim counts as an attempt, and one that used the last attempt is
             # dead: a message that kills its worker must not cycle through leases for ever.
-            exhausted = await db.execute(
-                update(EmailOutbox)
-                .where(
-                    EmailOutbox.id.in_(ids),
-                    EmailOutbox.status == OutboxStatus.sending,
-                    EmailOutbox.claimed_until < now,
-                    EmailOutbox.attempts + 1 >= self._settings.email_max_attempts,
-                )
-                .values(
-                    status=OutboxStatus.dead,
-                    attempts=EmailOutbox.attempts + 1,
-                    last_error="abandoned by its worker",
-                    claimed_by=None,
-                    claimed_until=None,
-                )
-                .execution_options(synchronize_session=False)
+            claim = await self._repo.claim(
+                db,
+                now=now,
+                limit=limit,
+                worker_id=self.worker_id,
+                lease=CLAIM_LEASE,
+                max_attempts=self._settings.email_max_attempts,
+                skip_locked=not self._settings.is_sqlite,
             )
-            if dead := _rowcount(exhausted):
+            if dead := claim.abandoned_dead:
                 EMAIL_DEAD.labels(backend=self._backend.name).inc(dead)
                 logger.error("email.dead", extra={"count": dead, "error": "abandoned"})
-            # Conditional: a row someone else claimed in between no longer matches ``_due``.
-            claimed = await db.execute(
-                update(EmailOutbox)
-                .where(EmailOutbox.id.in_(ids), _due(now))
-                .values(
-                    status=OutboxStatus.sending,
-                    claimed_by=self.worker_id,
-                    claimed_until=now + CLAIM_LEASE,
-                    attempts=case(
-                        (EmailOutbox.status == OutboxStatus.sending, EmailOutbox.attempts + 1),
-                        else_=EmailOutbox.attempts,
-                    ),
-                )
-                .returning(EmailOutbox.id)
-                .execution_options(synchronize_session=False)
-            )
-            claimed_ids = list(claimed.scalars().all())
-            if not claimed_ids:
-                return []
-            rows = await db.scalars(select(EmailOutbox).where(EmailOutbox.id.in_(claimed_ids)))
-            return list(rows.all())
+            return claim.rows
 
     async def _run_job(self, row: EmailOutbox) -> None:
         """Run a job row in one transaction with marking it done: a crash leaves it pending."""
@@ -306,21 +251,7 @@ class EmailDispatcher:
                 raise PermanentEmailError(f"cannot read job: {type(exc).__name__}") from None
             async with self._sessionmaker() as db, db.begin():
                 await handler(db, context)
-                done = await db.execute(
-                    update(EmailOutbox)
-                    .where(self._owned(row))
-                    .values(
-                        status=OutboxStatus.sent,
-                        sent_at=utc_now(),
-                        attempts=EmailOutbox.attempts + 1,
-                        payload_ciphertext=None,
-                        claimed_by=None,
-                        claimed_until=None,
-                        last_error=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if not _rowcount(done):
+                if not await self._repo.mark_job_done(db, row.id, self.worker_id, now=utc_now()):
                     # Another worker took the row over: undo this run, the owner does it.
                     raise _LostClaimError
         except _LostClaimError:
@@ -371,56 +302,25 @@ class EmailDispatcher:
             return
         await asyncio.shield(self._record_sent(row, message_id))
 
-    def _owned(self, row: EmailOutbox) -> Any:
-        return and_(
-            EmailOutbox.id == row.id,
-            EmailOutbox.status == OutboxStatus.sending,
-            EmailOutbox.claimed_by == self.worker_id,
-        )
-
     async def _record_sent(self, row: EmailOutbox, provider_message_id: str | None) -> None:
         now = utc_now()
         async with self._sessionmaker() as db, db.begin():
-            result = await db.execute(
-                update(EmailOutbox)
-                .where(self._owned(row))
-                .values(
-                    status=OutboxStatus.sent,
-                    sent_at=now,
-                    attempts=EmailOutbox.attempts + 1,
-                    provider_message_id=(provider_message_id or "")[:256] or None,
-                    payload_ciphertext=None,
-                    claimed_by=None,
-                    claimed_until=None,
-                    last_error=None,
-                )
-                .execution_options(synchronize_session=False)
+            owned = await self._repo.mark_sent(
+                db, row.id, self.worker_id, now=now, provider_message_id=provider_message_id
             )
         EMAIL_SENT.labels(backend=self._backend.name).inc()
-        self._log(row, "email.sent", attempts=row.attempts + 1, lost_claim=not _rowcount(result))
+        self._log(row, "email.sent", attempts=row.attempts + 1, lost_claim=not owned)
 
     async def _record_failure(self, row: EmailOutbox, exc: EmailDeliveryError) -> None:
         attempts = row.attempts + 1
         dead = isinstance(exc, PermanentEmailError) or attempts >= self._settings.email_max_attempts
-        now = utc_now()
-        values: dict[str, Any] = {
-            "attempts": EmailOutbox.attempts + 1,
-            "last_error": exc.reason,
-            "claimed_by": None,
-            "claimed_until": None,
-        }
-        if dead:
-            values["status"] = OutboxStatus.dead
-        else:
+        retry_at: datetime | None = None
+        if not dead:
             delay = retry_delay(attempts, self._settings.email_retry_base_seconds)
-            values["status"] = OutboxStatus.pending
-            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            retry_at = utc_now() + timedelta(seconds=delay)
         async with self._sessionmaker() as db, db.begin():
-            await db.execute(
-                update(EmailOutbox)
-                .where(self._owned(row))
-                .values(**values)
-                .execution_options(synchronize_session=False)
+            await self._repo.mark_failed(
+                db, row.id, self.worker_id, error=exc.reason, retry_at=retry_at
             )
         if dead:
             EMAIL_DEAD.labels(backend=self._backend.name).inc()
@@ -434,28 +334,14 @@ class EmailDispatcher:
     async def _release(self, ids: set[uuid.UUID]) -> None:
         """Hand claimed-but-untried rows back (graceful stop): pending again, due now."""
         async with self._sessionmaker() as db, db.begin():
-            await db.execute(
-                update(EmailOutbox)
-                .where(
-                    EmailOutbox.id.in_(ids),
-                    EmailOutbox.status == OutboxStatus.sending,
-                    EmailOutbox.claimed_by == self.worker_id,
-                )
-                .values(status=OutboxStatus.pending, claimed_by=None, claimed_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            await self._repo.release(db, ids, self.worker_id)
         logger.info("email.released", extra={"worker_id": self.worker_id, "count": len(ids)})
 
     async def prune(self) -> int:
         """Delete sent rows older than ``email_sent_retention_days``; return how many."""
         cutoff = utc_now() - timedelta(days=self._settings.email_sent_retention_days)
         async with self._sessionmaker() as db, db.begin():
-            result = await db.execute(
-                delete(EmailOutbox)
-                .where(EmailOutbox.status == OutboxStatus.sent, EmailOutbox.sent_at < cutoff)
-                .execution_options(synchronize_session=False)
-            )
-        count = _rowcount(result)
+            count = await self._repo.prune(db, cutoff)
         if count:
             logger.info("email.pruned", extra={"count": count})
         return count
@@ -475,10 +361,6 @@ class EmailDispatcher:
                 **fields,
             },
         )
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def run_worker(
