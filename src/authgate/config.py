@@ -34,7 +34,7 @@ JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 EmailBackend = Literal["console", "smtp", "ses"]
 SmtpTls = Literal["none", "starttls", "tls"]
 
-#: Production floors for secrets (CONTRACT §2).
+#: Production floors for secrets (docs/api.md §2).
 MIN_SECRET_KEY_BYTES = 32
 MIN_SECRET_KEY_BITS = 128
 MIN_CLIENT_SECRET_LENGTH = 32
@@ -87,7 +87,7 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-#: Shortest client secret production accepts (CONTRACT §2).
+#: Shortest client secret production accepts (docs/api.md §2).
 MIN_CLIENT_SECRET_LENGTH = 32
 
 

@@ -80,7 +80,7 @@ async def test_token_verifies_with_joserfc_through_the_jwks_url(
         assert "d" not in key and "p" not in key and "k" not in key  # public parts only
     keyset = KeySet.import_key_set(jwks)
     with warnings.catch_warnings():
-        # joserfc flags the JOSE name "EdDSA" as deprecated (RFC 9864); CONTRACT fixes that name.
+        # joserfc flags the JOSE name "EdDSA" as deprecated (RFC 9864); the contract (docs/api.md §5) fixes that name.
         warnings.filterwarnings("ignore", message=".*EdDSA.*")
         token = jose_jwt.decode(account.access_token, keyset, algorithms=["EdDSA"])
     assert token.header["typ"] == "at+jwt"

@@ -1,6 +1,6 @@
 """Structured logs: events with fields, JSON in production, a request id on every line.
 
-What never reaches a line (CONTRACT §4): secrets by field name (``_REDACT``), raw control
+What never reaches a line (docs/api.md §4): secrets by field name (``_REDACT``), raw control
 characters (escaped: a value cannot forge a line or colour a terminal), the message of a database
 error (it may quote SQL and values: only its type is printed), and query-string values in the HTTP
 server's access log (OAuth ``code``/``state``, tokens, searched addresses).

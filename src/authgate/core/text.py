@@ -1,4 +1,4 @@
-"""Free text from callers: one line, no control characters (CONTRACT §4), and safe escaping.
+"""Free text from callers: one line, no control characters (docs/api.md §4), and safe escaping.
 
 ``OneLine`` is the type of every free-text request field (a user's ``name``, an admin search
 string...). It refuses, with a 422 naming the field, the C0 controls (NUL, TAB, CR, LF...), DEL,
