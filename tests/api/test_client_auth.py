@@ -1,6 +1,6 @@
 """Client authentication of service clients (deps.client_auth) on both endpoints that use it:
 401 before the body is looked at, one kind of client never accepted by the other, and failures
-limited per address (client_auth_ip), CONTRACT §6."""
+limited per address (client_auth_ip), docs/api.md §6."""
 
 from __future__ import annotations
 
