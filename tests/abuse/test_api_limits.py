@@ -77,11 +77,15 @@ async def test_parallel_wrong_passwords_are_evaluated_no_more_often_than_sequent
     assert statuses.count(401) == evaluated
     assert evaluated <= 10 + 2, statuses
     assert evaluated <= sequential, (evaluated, sequential, statuses)
-    limited = [r for r in responses if r.status_code == 429]
-    assert len(limited) >= 50 - 12
-    for response in limited:
+    # Refused without evaluation: 429, or 503 where a loaded machine timed the store out (the
+    # store fails closed); either way no password was looked at.
+    refused = [r for r in responses if r.status_code in (429, 503)]
+    assert len(refused) == 50 - evaluated, statuses
+    assert sum(r.status_code == 429 for r in refused) >= 1
+    for response in refused:
         assert int(response.headers["retry-after"]) >= 1
-        assert response.json()["code"] == "rate_limited"
+        expected = "rate_limited" if response.status_code == 429 else "service_unavailable"
+        assert response.json()["code"] == expected
     # The account is throttled whatever IP the next attempt comes from (other than a device
     # the owner signed in with) ...
     again = await client.post(

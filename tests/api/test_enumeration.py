@@ -130,14 +130,26 @@ async def _timing_ratio(
     return low[False] / low[True], low[True]
 
 
+async def _assert_same_time(client: httpx.AsyncClient, path: str, known: str) -> None:
+    """Within 0.8-1.25 in one of up to three measurements. A leak shows in every one (the
+    synchronous forgot-password measured 0.39-0.42 each time); a stall of a shared machine
+    rarely spoils three in a row."""
+    ratios = []
+    for _ in range(3):
+        ratio, _known_time = await _timing_ratio(client, path, known)
+        ratios.append(round(ratio, 3))
+        if 0.8 <= ratio <= 1.25:
+            return
+    raise AssertionError(f"unknown/known time ratios {ratios}, wanted 0.8-1.25")
+
+
 async def test_forgot_password_takes_the_same_time_for_every_address(
     flows: Flows, client: httpx.AsyncClient
 ) -> None:
     """The link is issued after the response (an outbox job), so an existing account's extra
     work (token, mail, audit) is not in the answer's time: within 0.8-1.25."""
     account = await flows.signed_up()
-    ratio, known = await _timing_ratio(client, "/api/v1/auth/password/forgot", account.email)
-    assert 0.8 <= ratio <= 1.25, (ratio, known)
+    await _assert_same_time(client, "/api/v1/auth/password/forgot", account.email)
     # The owner still gets the link (once the dispatcher ran the queued request).
     mails = await flows.sink.wait_for(account.email, 2)
     assert any("/reset-password?token=agp_" in m.text for m in mails)
@@ -148,8 +160,7 @@ async def test_resend_takes_the_same_time_for_every_address(
 ) -> None:
     email = flows.new_email()
     await flows.register(email)  # unverified: the one case in which a resend sends a link
-    ratio, known = await _timing_ratio(client, "/api/v1/auth/verify-email/resend", email)
-    assert 0.8 <= ratio <= 1.25, (ratio, known)
+    await _assert_same_time(client, "/api/v1/auth/verify-email/resend", email)
     await flows.verification_token(email, 2)
 
 
