@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from authgate.core.errors import AuthgateError, OAuth2TokenError, problem_body
 
@@ -72,7 +73,19 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, body)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method of the request's path. Starlette's 405 names only the methods of the first
+    route matching the path, and FastAPI makes one route per operation (RFC 9110 §15.5.6)."""
+    methods: set[str] = set()
+    scope = {**request.scope, "type": "http"}
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
@@ -81,6 +94,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
         exc.status_code, problem_body(exc.status_code, code, title, detail), headers
     )
@@ -123,7 +138,7 @@ def install(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each status documented as a problem+json body."""
     descriptions = {
-        400: "Bad request",
+        400: "Bad request (a body that is not JSON, an invalid Content-Length)",
         401: "Not authenticated or invalid token",
         403: "Forbidden",
         404: "Not found",
@@ -140,4 +155,31 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
+    }
+
+
+#: RFC 6749 §5.2 error codes ``POST /auth/token`` answers with.
+OAUTH2_ERRORS = ["invalid_request", "invalid_grant", "unsupported_grant_type"]
+
+
+def oauth2_error_responses() -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the OAuth 2 token endpoint: its 400 is the RFC 6749 §5.2 form
+    (``application/json``); a form body that cannot be parsed at all is a 400 problem."""
+    oauth2_error = {
+        "type": "object",
+        "title": "OAuth2Error",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "enum": OAUTH2_ERRORS},
+            "error_description": {"type": "string"},
+        },
+    }
+    return {
+        400: {
+            "description": "RFC 6749 §5.2 error (or a problem for a body that cannot be parsed)",
+            "content": {
+                "application/json": {"schema": oauth2_error},
+                PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
+            },
+        }
     }
