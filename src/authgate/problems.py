@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from authgate.core.errors import AuthgateError, OAuth2TokenError, problem_body
 
@@ -73,15 +73,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, body)
 
 
+def _routes(routes: Any) -> Iterator[Any]:
+    """Every route with a path and methods, through FastAPI's included routers (whose own
+    ``matches`` answers for the first route of the path only)."""
+    for route in routes:
+        if getattr(route, "path_regex", None) is not None and getattr(route, "methods", None):
+            yield route
+        # FastAPI ≥ 0.13x keeps an included router's routes as resolved candidates.
+        yield from _routes(getattr(route, "_effective_candidates", None) or ())
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method of the request's path. Starlette's 405 names only the methods of the first
     route matching the path, and FastAPI makes one route per operation (RFC 9110 §15.5.6)."""
+    path = request.scope["path"]
     methods: set[str] = set()
-    scope = {**request.scope, "type": "http"}
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    for route in _routes(request.app.router.routes):
+        if route.path_regex.match(path):
+            methods.update(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 
