@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from authgate import __version__, problems
+from authgate import openapi as openapi_document
 from authgate.admin.router import router as admin_router
 from authgate.auth.router import router as auth_router
 from authgate.config import Settings
@@ -24,21 +25,6 @@ from authgate.sessions.router import router as sessions_router
 from authgate.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "title": "Problem",
-    "type": "object",
-    "description": "RFC 9457 problem details; `code` is a stable snake_case identifier.",
-    "required": ["type", "title", "status", "detail", "code"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -93,10 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 description=app.description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-                PROBLEM_SCHEMA
-            )
-            app.openapi_schema = schema
+            app.openapi_schema = openapi_document.complete(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -162,41 +162,81 @@ IntrospectionClientId = Annotated[str, Depends(client_auth(ClientKind.introspect
 ProviderTokenClientId = Annotated[str, Depends(client_auth(ClientKind.provider_token))]
 
 
-def json_body(model: type[M]) -> Any:
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+
+
+def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
+    return RequestValidationError(errors)
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
+        ]
+        raise _invalid(errors) from None
+
+
+async def _read_form(request: Request, model: type[M]) -> M:
+    """The form fields ``model`` knows (others are ignored, RFC 6749 §3.2); a field sent twice
+    is refused (§3.1)."""
+    form = await request.form()
+    data: dict[str, Any] = {}
+    for name in model.model_fields:
+        values = form.getlist(name)
+        if len(values) > 1:
+            raise _invalid(
+                [{"type": "repeated", "loc": ("body", name), "msg": "Sent more than once"}]
+            )
+        if values:
+            value = values[0]
+            if not isinstance(value, str):
+                raise _invalid(
+                    [{"type": "string_type", "loc": ("body", name), "msg": "Not a string"}]
+                )
+            data[name] = value
+    return _validate(model, data)
+
+
+def json_body(model: type[M], *, form: bool = False) -> Any:
     """The JSON body as ``model``, read as a dependency: unlike a body parameter (which FastAPI
     decodes before any dependency runs) it comes after the dependencies declared before it, so
     client authentication answers 401 before a malformed body gets 422. Errors are the same
-    422 ``validation_error`` as FastAPI's. Pair with ``openapi_extra=json_body_openapi(model)``."""
+    422 ``validation_error`` as FastAPI's. With ``form=True`` an
+    ``application/x-www-form-urlencoded`` body is read too (RFC 7662 §2.1). Pair with
+    ``openapi_extra=json_body_openapi(model, form=...)``."""
 
     async def _read(request: Request) -> M:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if form and ctype == FORM_URLENCODED:
+            return await _read_form(request, model)
         raw = await request.body()
         if not raw:
-            raise RequestValidationError(
+            raise _invalid(
                 [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
             )
-        # A body that is not JSON never gets here: the middleware answers 415 for it.
+        # A body of another type never gets here: the middleware answers 415 for it.
         try:
             data = json.loads(raw)
         except ValueError as exc:
             pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
-            raise RequestValidationError(
+            raise _invalid(
                 [{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"}]
             ) from None
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            errors = [
-                {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
-            ]
-            raise RequestValidationError(errors) from None
+        return _validate(model, data)
 
     return Depends(_read)
 
 
-def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` declaring the request body ``json_body(model)`` reads."""
+def json_body_openapi(model: type[BaseModel], *, form: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` declaring the request body ``json_body(model, form=...)`` reads."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    content = {"application/json": {"schema": schema}}
+    if form:
+        content[FORM_URLENCODED] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -72,7 +73,30 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, body)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _routes(routes: Any) -> Iterator[Any]:
+    """Every route with a path and methods, through FastAPI's included routers (whose own
+    ``matches`` answers for the first route of the path only)."""
+    for route in routes:
+        if getattr(route, "path_regex", None) is not None and getattr(route, "methods", None):
+            yield route
+        # FastAPI ≥ 0.13x keeps an included router's routes as resolved candidates.
+        yield from _routes(getattr(route, "_effective_candidates", None) or ())
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of the request's path. Starlette's 405 names only the methods of the first
+    route matching the path, and FastAPI makes one route per operation (RFC 9110 §15.5.6)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        if route.path_regex.match(path):
+            methods.update(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
@@ -81,6 +105,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
         exc.status_code, problem_body(exc.status_code, code, title, detail), headers
     )
@@ -123,7 +149,7 @@ def install(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each status documented as a problem+json body."""
     descriptions = {
-        400: "Bad request",
+        400: "Bad request (a body that is not JSON, an invalid Content-Length)",
         401: "Not authenticated or invalid token",
         403: "Forbidden",
         404: "Not found",
@@ -140,4 +166,31 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
+    }
+
+
+#: RFC 6749 §5.2 error codes ``POST /auth/token`` answers with.
+OAUTH2_ERRORS = ["invalid_request", "invalid_grant", "unsupported_grant_type"]
+
+
+def oauth2_error_responses() -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the OAuth 2 token endpoint: its 400 is the RFC 6749 §5.2 form
+    (``application/json``); a form body that cannot be parsed at all is a 400 problem."""
+    oauth2_error = {
+        "type": "object",
+        "title": "OAuth2Error",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "enum": OAUTH2_ERRORS},
+            "error_description": {"type": "string"},
+        },
+    }
+    return {
+        400: {
+            "description": "RFC 6749 §5.2 error (or a problem for a body that cannot be parsed)",
+            "content": {
+                "application/json": {"schema": oauth2_error},
+                PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
+            },
+        }
     }

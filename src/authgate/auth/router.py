@@ -34,7 +34,7 @@ from authgate.deps import (
     per_ip,
     per_ip_by_grant,
 )
-from authgate.problems import error_responses
+from authgate.problems import error_responses, oauth2_error_responses
 from authgate.users.schemas import UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -111,7 +111,7 @@ async def login(
     "/token",
     status_code=status.HTTP_200_OK,
     response_model=OAuth2TokenResponse,
-    responses={400: {"description": "RFC 6749 §5.2 error"}, **error_responses(429, 503)},
+    responses={**error_responses(429, 503), **oauth2_error_responses()},
     dependencies=[per_ip_by_grant({"password": Limit.login_ip, "refresh_token": Limit.refresh_ip})],
 )
 async def token(
@@ -119,7 +119,9 @@ async def token(
     runtime: RuntimeDep,
     client: ClientDep,
     response: Response,
-    grant_type: Annotated[str, Form()],
+    # Every field optional here: a missing one is the service's 400 ``invalid_request``
+    # (RFC 6749 §5.2), never FastAPI's 422.
+    grant_type: Annotated[str | None, Form()] = None,
     username: Annotated[str | None, Form()] = None,
     password: Annotated[str | None, Form()] = None,
     refresh_token: Annotated[str | None, Form()] = None,
@@ -213,16 +215,17 @@ async def reset_password(
     response_model=IntrospectionResponse,
     response_model_exclude_none=True,
     responses=error_responses(401, 422, 429),
-    openapi_extra=json_body_openapi(IntrospectRequest),
+    openapi_extra=json_body_openapi(IntrospectRequest, form=True),
 )
 async def introspect(
     client_id: IntrospectionClientId,
-    body: Annotated[IntrospectRequest, json_body(IntrospectRequest)],
+    body: Annotated[IntrospectRequest, json_body(IntrospectRequest, form=True)],
     db: DbDep,
     runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> IntrospectionResponse:
     """RFC 7662 for trusted services (HTTP Basic of an introspection client, authenticated
-    before the body is read: no credentials → 401 whatever the body)."""
+    before the body is read: no credentials → 401 whatever the body). The body is the §2.1
+    form (``token=…&token_type_hint=…``) or the same fields as JSON."""
     introspection = await runtime.sessions.introspect(db, body.token, client_id)
     return IntrospectionResponse.model_validate(introspection, from_attributes=True)

@@ -46,7 +46,7 @@ logger = logging.getLogger("authgate.auth")
 class TokenGrant:
     """The form of ``POST /auth/token``."""
 
-    grant_type: str
+    grant_type: str | None
     username: str | None = None
     password: str | None = None
     refresh_token: str | None = None
@@ -212,6 +212,8 @@ class AuthService:
         Every refusal is an ``OAuth2TokenError`` (§5.2), except 429 and 503, which stay
         problems. What a refusal must keep (the failed sign-in's audit row, a revocation on
         refresh-token reuse) was committed by its security write before it was raised."""
+        if not grant.grant_type:
+            raise OAuth2TokenError("invalid_request", "grant_type is required.")
         if grant.grant_type == "password":
             if not grant.username or grant.password is None:
                 raise OAuth2TokenError("invalid_request", "username and password are required.")

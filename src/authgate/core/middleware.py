@@ -19,8 +19,11 @@ DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
-#: Routes that take form bodies (OAuth2 token endpoint) rather than JSON.
+#: Routes that take form bodies (OAuth2 token endpoint) rather than JSON: not checked here.
 FORM_PATHS = ("/api/v1/auth/token",)
+#: Routes that take a form body as well as JSON (RFC 7662 §2.1 introspection).
+JSON_OR_FORM_PATHS = ("/api/v1/auth/introspect",)
+FORM_URLENCODED = b"application/x-www-form-urlencoded"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -120,7 +123,8 @@ class HardeningMiddleware:
             and path not in FORM_PATHS
         ):
             ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-            if ctype != b"application/json" and not ctype.endswith(b"+json"):
+            form_ok = ctype == FORM_URLENCODED and path in JSON_OR_FORM_PATHS
+            if ctype != b"application/json" and not ctype.endswith(b"+json") and not form_ok:
                 return (
                     415,
                     "unsupported_media_type",

@@ -50,7 +50,15 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops.get("/health/ready", status_code=status.HTTP_200_OK)
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The database or the store is down (same body, `status: unavailable`)",
+        "content": {"application/json": {}},
+    }
+}
+
+
+@ops.get("/health/ready", status_code=status.HTTP_200_OK, responses=READY_RESPONSES)
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
