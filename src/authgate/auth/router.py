@@ -13,6 +13,7 @@ from authgate.auth.schemas import (
     IntrospectRequest,
     LoginRequest,
     OAuth2TokenResponse,
+    PasswordPolicyOut,
     RefreshRequest,
     RegisterRequest,
     ResetPasswordRequest,
@@ -226,3 +227,15 @@ async def introspect(
     before the body is read: no credentials → 401 whatever the body)."""
     introspection = await runtime.sessions.introspect(db, body.token, client_id)
     return IntrospectionResponse.model_validate(introspection, from_attributes=True)
+
+
+@router.get(
+    "/password-policy",
+    status_code=status.HTTP_200_OK,
+    response_model=PasswordPolicyOut,
+    responses=error_responses(),
+)
+async def password_policy(runtime: RuntimeDep) -> PasswordPolicyOut:
+    """The rules a new password must pass (docs/passwords.md), for sign-up and reset forms.
+    A refused password is 422 ``weak_password`` with a ``reason``."""
+    return PasswordPolicyOut.model_validate(runtime.passwords.policy)
