@@ -338,6 +338,13 @@ class PasswordService:
             thread_name_prefix="authgate-hash",
             initializer=_lower_thread_priority,
         )
+        # zxcvbn is pure Python (it holds the GIL) and must run one call at a time: one thread
+        # of its own, so a strength check never occupies a hashing thread.
+        self._scorer = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="authgate-strength",
+            initializer=_lower_thread_priority,
+        )
         self._capacity = workers + settings.hash_queue_limit
         self._in_flight = 0
         # The counter is released from worker threads (future callbacks), hence a thread lock.
@@ -379,8 +386,10 @@ class PasswordService:
                 "name of this service.",
             )
         if self._min_strength > 0:
-            # A few to ~30 ms of pure Python: off the event loop, in the bounded pool.
-            score, detail = await self._run(_strength, normalised, sorted(words))
+            # A few to ~30 ms of pure Python: off the event loop, on the scoring thread.
+            score, detail = await self._run(
+                _strength, normalised, sorted(words), executor=self._scorer
+            )
             if score < self._min_strength:
                 raise _policy_error("weak", detail)
         if self._breaches is not None:
@@ -449,8 +458,11 @@ class PasswordService:
 
     # -- the bounded pool ----------------------------------------------------------------------
 
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        """Run ``func`` in the pool, or raise ``ServiceUnavailable`` when the pool is full.
+    async def _run(
+        self, func: Callable[..., _T], *args: object, executor: ThreadPoolExecutor | None = None
+    ) -> _T:
+        """Run ``func`` in the hashing pool (or ``executor``), or raise ``ServiceUnavailable``
+        when the pool is full. Hashing and scoring share one bound on the work in flight.
 
         The slot is released when the worker's future completes (also when it is cancelled
         before starting), not when the awaiting task goes away: a cancelled request whose hash
@@ -464,7 +476,7 @@ class PasswordService:
                 raise ServiceUnavailable(_BUSY_DETAIL, retry_after=1)
             self._in_flight += 1
         try:
-            future: Future[_T] = self._pool.submit(func, *args)
+            future: Future[_T] = (executor or self._pool).submit(func, *args)
         except RuntimeError:  # the pool was shut down between the check and the submit
             self._release()
             raise ServiceUnavailable(_BUSY_DETAIL, retry_after=1) from None
@@ -480,6 +492,7 @@ class PasswordService:
         with self._lock:
             self._closed = True
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._scorer.shutdown, wait=True, cancel_futures=True)
 
 
 def _policy_error(reason: str, detail: str) -> PasswordPolicyError:
