@@ -65,7 +65,7 @@ def hibp_stand_in() -> Iterator[HibpStandIn]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             """Quiet: the test output is not the place for an access log."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

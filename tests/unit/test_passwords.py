@@ -19,7 +19,13 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from authgate.config import Settings
 from authgate.core.errors import PasswordPolicyError, ServiceUnavailable
-from authgate.core.security.passwords import PasswordService, _blocklist
+from authgate.core.security import passwords as passwords_module
+from authgate.core.security.passwords import (
+    PasswordPolicy,
+    PasswordService,
+    _blocklist,
+    _strength,
+)
 
 PASSPHRASE = "correct horse battery staple"
 EMAIL = "ada.lovelace@example.com"
@@ -414,3 +420,116 @@ async def test_closed_service_refuses_work() -> None:
     await svc.close()
     with pytest.raises(ServiceUnavailable):
         await svc.hash(PASSPHRASE)
+
+
+# -- strength (zxcvbn) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "passwordpassword",
+        "aaaaaaaaaaaaaaaa",
+        "123456789012345",
+        "qwertyuiopasdfgh",
+        "iloveyouiloveyou",
+    ],
+)
+async def test_guessable_passwords_are_refused(service: PasswordService, password: str) -> None:
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(password, context=[EMAIL, NAME])
+    assert reason(exc) in {"common", "weak"}
+    assert exc.value.code == "weak_password"
+    assert exc.value.detail.strip()
+
+
+async def test_weak_detail_is_zxcvbn_feedback(service: PasswordService) -> None:
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate("abcabcabcabcabcabc")
+    assert reason(exc) == "weak"
+    assert "Repeats" in exc.value.detail  # zxcvbn's warning, then its suggestions
+    assert "Add another word or two" in exc.value.detail
+
+
+async def test_context_words_lower_the_score(service: PasswordService) -> None:
+    """A password made of a rare word counts as strong, unless that word is the user's own."""
+    password = "zanzibarquokkazanzibarquokka!"
+    assert await service.validate(password) == password
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(password, context=["zanzibar.quokka@example.com"])
+    assert reason(exc) in {"context", "weak"}
+
+
+async def test_min_strength_zero_switches_scoring_off() -> None:
+    svc = PasswordService(make_settings(password_min_strength=0))
+    try:
+        assert await svc.validate("aaaaaaaaaaaaaaaa") == "aaaaaaaaaaaaaaaa"
+        assert svc.policy.min_strength == 0
+    finally:
+        await svc.close()
+
+
+async def test_min_strength_four_refuses_a_score_of_three() -> None:
+    strict = PasswordService(make_settings(password_min_strength=4))
+    try:
+        with pytest.raises(PasswordPolicyError) as exc:
+            await strict.validate("football baseball")  # zxcvbn: 3
+        assert reason(exc) == "weak"
+    finally:
+        await strict.close()
+    default = PasswordService(make_settings())
+    try:
+        assert await default.validate("football baseball") == "football baseball"
+    finally:
+        await default.close()
+
+
+async def test_scoring_a_long_password_is_fast(service: PasswordService) -> None:
+    """zxcvbn is super-linear; only the first STRENGTH_INPUT_LIMIT code points are scored."""
+    digits = "".join(str(n % 10) for n in range(4_096))
+    started = time.perf_counter()
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(digits)
+    assert reason(exc) == "too_long"
+    assert time.perf_counter() - started < 0.05
+    # The scorer itself, handed 4,096 characters of its worst kind (digits: the date matcher).
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        _strength(digits, ["authgate"])
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.05, timings
+    # And through the service at the longest accepted length.
+    svc = PasswordService(make_settings(password_max_length=1024))
+    try:
+        started = time.perf_counter()
+        with pytest.raises(PasswordPolicyError):
+            await svc.validate(digits[:1024])
+        assert time.perf_counter() - started < 0.1
+    finally:
+        await svc.close()
+
+
+async def test_scoring_runs_off_the_event_loop(
+    service: PasswordService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    original = passwords_module._strength
+
+    def spy(password: str, words: list[str]) -> tuple[int, str]:
+        seen.append(threading.current_thread().name)
+        return original(password, words)
+
+    monkeypatch.setattr(passwords_module, "_strength", spy)
+    await service.validate(PASSPHRASE)
+    assert seen and seen[0].startswith("authgate-strength")
+
+
+def test_policy_reports_the_settings() -> None:
+    svc = PasswordService(make_settings(password_min_length=16, password_min_strength=2))
+    try:
+        assert svc.policy == PasswordPolicy(
+            min_length=16, max_length=256, min_strength=2, breach_check="off"
+        )
+    finally:
+        svc._pool.shutdown()
