@@ -132,6 +132,17 @@ def test_create_admin_refuses_a_weak_password(cli: Cli) -> None:
         assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
+def test_create_admin_prints_the_strength_feedback(cli: Cli) -> None:
+    cli.run("migrate")
+    result = cli.run(
+        "create-admin", "a@example.com", "--password-stdin", stdin="aaaaaaaaaaaaaaaa\n", check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "Repeats" in result.stderr  # zxcvbn's warning, as the API's detail says it
+    assert "Traceback" not in result.stderr
+
+
 def test_keys_list_and_rotate(cli: Cli) -> None:
     cli.run("migrate")
     assert cli.keys() == []  # nothing generated yet: development keys appear on first start

@@ -33,6 +33,8 @@ class Environment(StrEnum):
 JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
 EmailBackend = Literal["console", "smtp", "ses"]
 SmtpTls = Literal["none", "starttls", "tls"]
+BreachCheck = Literal["off", "hibp"]
+BreachFail = Literal["open", "closed"]
 
 #: Production floors for secrets (docs/api.md §2).
 MIN_SECRET_KEY_BYTES = 32
@@ -178,6 +180,15 @@ class Settings(BaseSettings):
 
     password_min_length: int = Field(default=15, ge=8, le=64)
     password_max_length: int = Field(default=256, ge=64, le=1024)
+    #: Lowest zxcvbn score (0-4) a new password may have; 0 switches the strength check off.
+    password_min_strength: int = Field(default=3, ge=0, le=4)
+    #: ``hibp``: refuse passwords found in breaches through the k-anonymity range API.
+    password_breach_check: BreachCheck = "off"  # noqa: S105 (a mode, not a secret)
+    #: Base URL of the Pwned Passwords range API (``GET {url}/range/{5 hex}``).
+    hibp_url: str = "https://api.pwnedpasswords.com"
+    #: When the range API cannot answer within 2 s: ``open`` accepts the password (logged,
+    #: counted), ``closed`` answers 503.
+    password_breach_fail: BreachFail = "open"  # noqa: S105 (a mode, not a secret)
     #: Argon2id cost. OWASP minimum is m=19 MiB, t=2, p=1; see docs/passwords.md for the measurement.
     argon2_memory_cost: int = Field(default=19_456, ge=19_456)
     argon2_time_cost: int = Field(default=2, ge=2)
@@ -277,7 +288,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)
         return value
 
-    @field_validator("public_url", "frontend_url")
+    @field_validator("public_url", "frontend_url", "hibp_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -313,6 +324,11 @@ class Settings(BaseSettings):
     def effective_rate_limits(self) -> dict[Limit, str]:
         """Every named limit: its override, else the registry's default."""
         return {limit: self.rate_limits.get(limit, spec.default) for limit, spec in LIMITS.items()}
+
+    @property
+    def checks_breaches(self) -> bool:
+        """Whether new passwords are checked against the Pwned Passwords range API."""
+        return self.password_breach_check == "hibp"  # noqa: S105 (a mode, not a secret)
 
     @property
     def is_sqlite(self) -> bool:
@@ -384,6 +400,8 @@ class Settings(BaseSettings):
             problems.append("wildcard CORS origin")
         if not self.public_url.startswith("https://"):
             problems.append("AUTHGATE_PUBLIC_URL is not https")
+        if self.checks_breaches and not self.hibp_url.lower().startswith("https://"):
+            problems.append("AUTHGATE_HIBP_URL is not https (the breached-password check)")
         short = [
             c.client_id
             for c in self.provider_token_clients

@@ -18,6 +18,7 @@ from authgate.config import Settings
 from authgate.core.db import make_engine, make_sessionmaker
 from authgate.core.email import dead_letters, requeue_dead
 from authgate.core.errors import NotFound
+from authgate.core.security.breaches import BreachChecker, make_breach_http_client
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
@@ -29,11 +30,13 @@ from authgate.users.repository import UserRepository
 
 
 async def create_admin(settings: Settings, email: str, password: str) -> None:
-    passwords = PasswordService(settings)
+    http = make_breach_http_client() if settings.checks_breaches else None
+    breaches = BreachChecker(settings, http) if http is not None else None
+    passwords = PasswordService(settings, breaches=breaches)
     engine = make_engine(settings)
     try:
         address = normalize_email(email)
-        password = passwords.validate(password, context=[address, address.split("@", 1)[0]])
+        password = await passwords.validate(password, context=[address, address.split("@", 1)[0]])
         password_hash = await passwords.hash(password)
         users = UserRepository()
         async with make_sessionmaker(engine)() as db, db.begin():
@@ -52,6 +55,8 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
     finally:
         await passwords.close()
         await engine.dispose()
+        if http is not None:
+            await http.aclose()
 
 
 async def purge_expired(settings: Settings) -> dict[str, int]:

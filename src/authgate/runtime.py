@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate.action_tokens.service import ActionTokenService
@@ -15,6 +16,7 @@ from authgate.core.email import EmailDispatcher, EmailService, make_backend
 from authgate.core.http import ClientResolver
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security import secrets
+from authgate.core.security.breaches import BreachChecker, make_breach_http_client
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.jwt import JWTService
 from authgate.core.security.keys import SigningKeyRing
@@ -62,6 +64,8 @@ class Runtime:
     oauth: OAuthService
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
+    #: The one client of the breached-password range API (None while the check is off).
+    breach_http: httpx.AsyncClient | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
@@ -72,7 +76,11 @@ class Runtime:
         maker = make_sessionmaker(engine)
         ring = SigningKeyRing.from_settings(settings)
         jwt = JWTService(settings, ring)
-        passwords = PasswordService(settings)
+        breach_http = make_breach_http_client() if settings.checks_breaches else None
+        passwords = PasswordService(
+            settings,
+            breaches=BreachChecker(settings, breach_http) if breach_http is not None else None,
+        )
         secret_key = secrets.secret_key(settings)
         opaque = OpaqueTokens(secret_key)
         encryption = EncryptionService(secrets.encryption_keys(settings))
@@ -187,6 +195,7 @@ class Runtime:
             oauth=oauth,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
+            breach_http=breach_http,
         )
 
     async def start(self) -> None:
@@ -200,5 +209,7 @@ class Runtime:
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.passwords.close()
+        if self.breach_http is not None:
+            await self.breach_http.aclose()
         await self.store.close()
         await self.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -130,3 +131,101 @@ async def test_legacy_hashes_log_in_and_are_rehashed(
         ).scalar_one()
     assert stored is not None and stored.startswith("$argon2id$")
     assert (await flows.login(account.email, account.password)).status_code == 200
+
+
+# -- strength (zxcvbn) and the policy endpoint ---------------------------------------------------
+
+GUESSABLE = [
+    "passwordpassword",
+    "aaaaaaaaaaaaaaaa",
+    "123456789012345",
+    "qwertyuiopasdfgh",
+    "iloveyouiloveyou",
+]
+
+
+@pytest.mark.parametrize("password", GUESSABLE)
+async def test_guessable_passwords_refused(client: httpx.AsyncClient, password: str) -> None:
+    response = await _register(client, "g@example.com", password)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "weak_password"
+    assert body["reason"] in {"common", "weak"}
+    assert body["detail"].strip()
+
+
+async def test_email_or_name_repeated_refused(client: httpx.AsyncClient) -> None:
+    email = "marie.curie@example.com"
+    for password, name in [(email * 2, None), ("Marie Curie Marie Curie", "Marie Curie")]:
+        response = await _register(client, email, password, name=name)
+        assert response.status_code == 422, password
+        assert response.json()["code"] == "weak_password"
+        assert response.json()["reason"] in {"context", "weak"}
+
+
+def _uncommon_words() -> list[str]:
+    """Words of 5+ letters past the 5,000 most frequent of zxcvbn's English Wikipedia list."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    words = FREQUENCY_LISTS["english_wikipedia"][5_000:30_000]
+    return [w for w in words if len(w) >= 5 and w.isalpha()]
+
+
+async def test_four_random_words_and_sixteen_random_characters_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    words = _uncommon_words()
+    for n in range(5):
+        passphrase = " ".join(secrets.choice(words) for _ in range(4))
+        response = await _register(client, f"words{n}@example.com", passphrase)
+        assert response.status_code == 202, (passphrase, response.text)
+        token = secrets.token_urlsafe(12)
+        response = await _register(client, f"chars{n}@example.com", token)
+        assert response.status_code == 202, (token, response.text)
+
+
+async def test_the_policy_endpoint(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/auth/password-policy")
+    assert response.status_code == 200
+    assert response.json() == {
+        "min_length": 15,
+        "max_length": 256,
+        "min_strength": 3,
+        "breach_check": "off",
+    }
+    operation = (await client.get("/openapi.json")).json()["paths"]["/api/v1/auth/password-policy"]
+    assert operation["get"]["tags"] == ["auth"]
+    assert "security" not in operation["get"]
+
+
+async def test_a_refusal_reads_the_same_on_register_reset_and_change(
+    client: httpx.AsyncClient, factory: Factory, flows: Flows, runtime: Runtime
+) -> None:
+    account = await factory.account()
+    registered = await _register(client, "h@example.com", "qwertyuiopasdfgh")
+    changed = await client.post(
+        "/api/v1/users/me/password",
+        json={"current_password": account.password, "new_password": "qwertyuiopasdfgh"},
+        headers={"Authorization": f"Bearer {account.access_token}"},
+    )
+    forgot = await client.post("/api/v1/auth/password/forgot", json={"email": account.email})
+    assert forgot.status_code == 202
+    token = await _reset_token(flows, account.email)
+    reset = await client.post(
+        "/api/v1/auth/password/reset",
+        json={"token": token, "new_password": "qwertyuiopasdfgh"},
+    )
+    bodies = [registered.json(), changed.json(), reset.json()]
+    assert [r.status_code for r in (registered, changed, reset)] == [422, 422, 422]
+    assert all(b["code"] == "weak_password" for b in bodies)
+    assert len({(b["reason"], b["detail"]) for b in bodies}) == 1, bodies
+
+
+async def _reset_token(flows: Flows, email: str) -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        mails = [m for m in flows.sink.to(email) if "/reset-password?token=" in m.text]
+        if mails:
+            return mails[-1].token("/reset-password")
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no reset link for {email}")

@@ -59,6 +59,10 @@ def test_safe_production_settings_have_no_problems() -> None:
         ({"introspection_clients": ["rs:" + "x" * 31]}, "shorter than 32 characters"),
         ({"frontend_url": "http://app.example.com"}, "not https"),
         ({"allowed_redirect_urls": ["https://a.example", "http://b.example"]}, "not https"),
+        (
+            {"password_breach_check": "hibp", "hibp_url": "http://hibp.internal"},
+            "AUTHGATE_HIBP_URL",
+        ),
     ],
 )
 def test_production_refuses_unsafe_defaults(override: dict[str, Any], fragment: str) -> None:
@@ -158,3 +162,8 @@ def test_serve_refuses_workers_without_redis_in_production(
     assert cli.main(["serve", "--workers", "2"]) == 0
     assert "warning: 2 workers without AUTHGATE_REDIS_URL" in capsys.readouterr().err
     assert len(started) == 1
+
+
+def test_an_http_range_api_is_fine_while_the_breach_check_is_off() -> None:
+    settings = Settings(**{**SAFE, "hibp_url": "http://hibp.internal"})
+    assert settings.production_problems() == []

@@ -19,11 +19,23 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from authgate.config import Settings
 from authgate.core.errors import PasswordPolicyError, ServiceUnavailable
-from authgate.core.security.passwords import PasswordService, _blocklist
+from authgate.core.security import passwords as passwords_module
+from authgate.core.security.passwords import (
+    PasswordPolicy,
+    PasswordService,
+    _blocklist,
+    _strength,
+)
 
 PASSPHRASE = "correct horse battery staple"
 EMAIL = "ada.lovelace@example.com"
 NAME = "Ada King Lovelace"
+#: 256 random characters (``secrets.token_urlsafe(192)``): long enough and strong.
+STRONG_256 = (
+    "9cOeP8bnNrQ3BB0RmxaFsNWpQE8hLD147T2j56fvrKUPvLoSok0qFb2g00ecrBnJuNpScfITQS6PUw7JY5FD9y"
+    "WgqiPbtSgwF9fjNS3Ocgb1s1xNmpxR4Hf04fadmFlnFbENxML6li-1igAuJaN_0JwtUSi7yjiCXtIVeY94NIlB"
+    "DCMt7eSmdHhT3kFJk089roGGsMYQuFeBpBL3T0lxdvMPsLSLjo9xAmSI2gY72gP-8v0XU1Xm5bciNs207JPt"
+)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -72,46 +84,46 @@ def passlib_pbkdf2(password: str, salt: bytes, rounds: int) -> str:
 # -- policy ------------------------------------------------------------------------------------
 
 
-def test_length_is_counted_in_code_points(service: PasswordService) -> None:
-    assert service.validate("x7#kq!vw2m$pzr4") == "x7#kq!vw2m$pzr4"
+async def test_length_is_counted_in_code_points(service: PasswordService) -> None:
+    assert await service.validate("x7#kq!vw2m$pzr4") == "x7#kq!vw2m$pzr4"
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate("x7#kq!vw2m$pzr")
+        await service.validate("x7#kq!vw2m$pzr")
     assert reason(exc) == "too_short"
     assert exc.value.status == 422
 
 
-def test_each_emoji_counts_as_one_character(service: PasswordService) -> None:
+async def test_each_emoji_counts_as_one_character(service: PasswordService) -> None:
     fourteen = "🐢🦊🐙🌵🍄🎲🚲🪁🧭🎻🛶🧩🪴🦉"
     assert len(fourteen) == 14
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate(fourteen)
+        await service.validate(fourteen)
     assert reason(exc) == "too_short"
-    assert service.validate(fourteen + "🐝") == fourteen + "🐝"
+    assert await service.validate(fourteen + "🐝") == fourteen + "🐝"
 
 
-def test_no_composition_rules(service: PasswordService) -> None:
-    assert service.validate("all lower case words") == "all lower case words"
+async def test_no_composition_rules(service: PasswordService) -> None:
+    assert await service.validate("all lower case words") == "all lower case words"
 
 
-def test_nfkc_normalises_fullwidth_letters(service: PasswordService) -> None:
+async def test_nfkc_normalises_fullwidth_letters(service: PasswordService) -> None:
     fullwidth = to_fullwidth("correct horse battery")
-    assert service.validate(fullwidth) == "correct horse battery"
+    assert await service.validate(fullwidth) == "correct horse battery"
 
 
-def test_max_length_is_checked_first_and_cheaply(
+async def test_max_length_is_checked_first_and_cheaply(
     service: PasswordService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forbid_hashing(monkeypatch, service)
     huge = "a" * 10_000
     started = time.perf_counter()
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate(huge, context=[EMAIL])
+        await service.validate(huge, context=[EMAIL])
     assert time.perf_counter() - started < 0.005
     assert reason(exc) == "too_long"
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate("b" * 257)
+        await service.validate("b" * 257)
     assert reason(exc) == "too_long"
-    assert service.validate("b" * 256) == "b" * 256
+    assert await service.validate(STRONG_256) == STRONG_256
 
 
 async def test_hash_and_verify_refuse_over_long_input_without_hashing(
@@ -126,7 +138,7 @@ async def test_hash_and_verify_refuse_over_long_input_without_hashing(
     assert await service.verify("a" * 10_000, None) == (False, None)
 
 
-def test_blocklist_is_bundled_and_large() -> None:
+async def test_blocklist_is_bundled_and_large() -> None:
     entries = _blocklist()
     assert len(entries) >= 10_000
     assert "password" in entries
@@ -134,17 +146,17 @@ def test_blocklist_is_bundled_and_large() -> None:
 
 
 @pytest.mark.parametrize("password", ["1q2w3e4r5t6y7u8i9o0p", "1Q2W3E4R5T6Y7U8I9O0P"])
-def test_common_password_is_refused(service: PasswordService, password: str) -> None:
+async def test_common_password_is_refused(service: PasswordService, password: str) -> None:
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate(password)
+        await service.validate(password)
     assert reason(exc) == "common"
 
 
-def test_short_common_password_with_lower_minimum() -> None:
+async def test_short_common_password_with_lower_minimum() -> None:
     svc = PasswordService(make_settings(password_min_length=8))
     try:
         with pytest.raises(PasswordPolicyError) as exc:
-            svc.validate("Password1")
+            await svc.validate("Password1")
         assert reason(exc) == "common"
     finally:
         svc._pool.shutdown()
@@ -165,17 +177,19 @@ def test_short_common_password_with_lower_minimum() -> None:
         "Lovelace 123456789",  # a name plus a common password
     ],
 )
-def test_context_words_are_refused(service: PasswordService, password: str) -> None:
+async def test_context_words_are_refused(service: PasswordService, password: str) -> None:
     with pytest.raises(PasswordPolicyError) as exc:
-        service.validate(password, context=[EMAIL, "ada.lovelace", NAME, None])
+        await service.validate(password, context=[EMAIL, "ada.lovelace", NAME, None])
     assert reason(exc) == "context"
 
 
 @pytest.mark.parametrize(
     "password", [PASSPHRASE, "lovelace rode a purple tram", "my authgate tortoise"]
 )
-def test_context_words_in_a_minority_are_allowed(service: PasswordService, password: str) -> None:
-    assert service.validate(password, context=[EMAIL, NAME]) == password
+async def test_context_words_in_a_minority_are_allowed(
+    service: PasswordService, password: str
+) -> None:
+    assert await service.validate(password, context=[EMAIL, NAME]) == password
 
 
 # -- Argon2id ----------------------------------------------------------------------------------
@@ -406,3 +420,116 @@ async def test_closed_service_refuses_work() -> None:
     await svc.close()
     with pytest.raises(ServiceUnavailable):
         await svc.hash(PASSPHRASE)
+
+
+# -- strength (zxcvbn) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "passwordpassword",
+        "aaaaaaaaaaaaaaaa",
+        "123456789012345",
+        "qwertyuiopasdfgh",
+        "iloveyouiloveyou",
+    ],
+)
+async def test_guessable_passwords_are_refused(service: PasswordService, password: str) -> None:
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(password, context=[EMAIL, NAME])
+    assert reason(exc) in {"common", "weak"}
+    assert exc.value.code == "weak_password"
+    assert exc.value.detail.strip()
+
+
+async def test_weak_detail_is_zxcvbn_feedback(service: PasswordService) -> None:
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate("abcabcabcabcabcabc")
+    assert reason(exc) == "weak"
+    assert "Repeats" in exc.value.detail  # zxcvbn's warning, then its suggestions
+    assert "Add another word or two" in exc.value.detail
+
+
+async def test_context_words_lower_the_score(service: PasswordService) -> None:
+    """A password made of a rare word counts as strong, unless that word is the user's own."""
+    password = "zanzibarquokkazanzibarquokka!"
+    assert await service.validate(password) == password
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(password, context=["zanzibar.quokka@example.com"])
+    assert reason(exc) in {"context", "weak"}
+
+
+async def test_min_strength_zero_switches_scoring_off() -> None:
+    svc = PasswordService(make_settings(password_min_strength=0))
+    try:
+        assert await svc.validate("aaaaaaaaaaaaaaaa") == "aaaaaaaaaaaaaaaa"
+        assert svc.policy.min_strength == 0
+    finally:
+        await svc.close()
+
+
+async def test_min_strength_four_refuses_a_score_of_three() -> None:
+    strict = PasswordService(make_settings(password_min_strength=4))
+    try:
+        with pytest.raises(PasswordPolicyError) as exc:
+            await strict.validate("football baseball")  # zxcvbn: 3
+        assert reason(exc) == "weak"
+    finally:
+        await strict.close()
+    default = PasswordService(make_settings())
+    try:
+        assert await default.validate("football baseball") == "football baseball"
+    finally:
+        await default.close()
+
+
+async def test_scoring_a_long_password_is_fast(service: PasswordService) -> None:
+    """zxcvbn is super-linear; only the first STRENGTH_INPUT_LIMIT code points are scored."""
+    digits = "".join(str(n % 10) for n in range(4_096))
+    started = time.perf_counter()
+    with pytest.raises(PasswordPolicyError) as exc:
+        await service.validate(digits)
+    assert reason(exc) == "too_long"
+    assert time.perf_counter() - started < 0.05
+    # The scorer itself, handed 4,096 characters of its worst kind (digits: the date matcher).
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        _strength(digits, ["authgate"])
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.05, timings
+    # And through the service at the longest accepted length.
+    svc = PasswordService(make_settings(password_max_length=1024))
+    try:
+        started = time.perf_counter()
+        with pytest.raises(PasswordPolicyError):
+            await svc.validate(digits[:1024])
+        assert time.perf_counter() - started < 0.1
+    finally:
+        await svc.close()
+
+
+async def test_scoring_runs_off_the_event_loop(
+    service: PasswordService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    original = passwords_module._strength
+
+    def spy(password: str, words: list[str]) -> tuple[int, str]:
+        seen.append(threading.current_thread().name)
+        return original(password, words)
+
+    monkeypatch.setattr(passwords_module, "_strength", spy)
+    await service.validate(PASSPHRASE)
+    assert seen and seen[0].startswith("authgate-strength")
+
+
+def test_policy_reports_the_settings() -> None:
+    svc = PasswordService(make_settings(password_min_length=16, password_min_strength=2))
+    try:
+        assert svc.policy == PasswordPolicy(
+            min_length=16, max_length=256, min_strength=2, breach_check="off"
+        )
+    finally:
+        svc._pool.shutdown()

@@ -13,6 +13,7 @@ from authgate.auth.schemas import (
     IntrospectRequest,
     LoginRequest,
     OAuth2TokenResponse,
+    PasswordPolicyOut,
     RefreshRequest,
     RegisterRequest,
     ResetPasswordRequest,
@@ -229,3 +230,15 @@ async def introspect(
     form (``token=…&token_type_hint=…``) or the same fields as JSON."""
     introspection = await runtime.sessions.introspect(db, body.token, client_id)
     return IntrospectionResponse.model_validate(introspection, from_attributes=True)
+
+
+@router.get(
+    "/password-policy",
+    status_code=status.HTTP_200_OK,
+    response_model=PasswordPolicyOut,
+    responses=error_responses(),
+)
+async def password_policy(runtime: RuntimeDep) -> PasswordPolicyOut:
+    """The rules a new password must pass (docs/passwords.md), for sign-up and reset forms.
+    A refused password is 422 ``weak_password`` with a ``reason``."""
+    return PasswordPolicyOut.model_validate(runtime.passwords.policy)

@@ -44,6 +44,21 @@ class Accepted(BaseModel):
     detail: str
 
 
+class PasswordPolicyOut(BaseModel):
+    """The password rules a sign-up or reset form can check before submitting."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    min_length: int = Field(description="Fewest code points (after NFKC normalisation).")
+    max_length: int = Field(description="Most code points (after NFKC normalisation).")
+    min_strength: int = Field(
+        ge=0, le=4, description="Lowest zxcvbn score accepted (0 = strength not checked)."
+    )
+    breach_check: Literal["off", "hibp"] = Field(
+        description="Whether passwords known from breaches are refused (Pwned Passwords)."
+    )
+
+
 class TokenPair(BaseModel):
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105

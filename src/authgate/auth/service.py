@@ -83,7 +83,7 @@ class AuthService:
         address = normalize_email(
             email, check_deliverability=self._settings.email_check_deliverability
         )
-        password = self._passwords.validate(
+        password = await self._passwords.validate(
             password, context=[address, address.split("@", 1)[0], name]
         )
         # Hash whatever happens next, so an existing address costs the same time as a new one.

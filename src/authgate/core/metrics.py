@@ -30,3 +30,8 @@ REQUEST_LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+BREACH_CHECK_FAILURES = Counter(
+    "authgate_password_breach_check_failures_total",
+    "Breached-password checks the range API did not answer, by AUTHGATE_PASSWORD_BREACH_FAIL",
+    ["fail"],
+)

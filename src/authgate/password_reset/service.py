@@ -96,7 +96,7 @@ class PasswordResetService:
         user = await self._users.by_id(db, pending.user_id) if pending else None
         if pending is None or user is None or not user.is_active:
             raise InvalidToken()
-        new_password = self._passwords.check(user, new_password)
+        new_password = await self._passwords.check(user, new_password)
         spent = await self._tokens.consume(db, ActionKind.reset_password, token)
         if spent.user_id != user.id:
             raise InvalidToken()

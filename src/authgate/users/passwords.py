@@ -49,9 +49,9 @@ class PasswordSetter:
         self._users = users
         self._connections = connections
 
-    def check(self, user: User, new_password: str) -> str:
+    async def check(self, user: User, new_password: str) -> str:
         """The password as it will be stored, or a 422 naming the rule it breaks."""
-        return self._passwords.validate(new_password, context=password_context(user))
+        return await self._passwords.validate(new_password, context=password_context(user))
 
     async def set(self, db: AsyncSession, user: User, new_password: str) -> None:
         """Hash and store a (checked) password; outstanding reset links stop working and the

@@ -75,7 +75,7 @@ class UserService:
         toward the same per-account throttle as failed logins."""
         await self._limiter.per_user(Limit.change_password_account, user.id)
         await self._confirm_password(user, current_password, client)
-        new_password = self._password_setter.check(user, new_password)
+        new_password = await self._password_setter.check(user, new_password)
         await self._password_setter.set(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_changed")
         issued = await self._sessions.open(db, user, client, method=session.auth_method)

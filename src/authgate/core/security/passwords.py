@@ -8,6 +8,12 @@ Policy, in the order it is checked (every check works on the NFKC-normalised pas
 3. ``common``: the casefolded password is on the bundled blocklist (``data/``, 19,640 entries).
 4. ``context``: the password is the user's email, name, "authgate" or mainly one of them
    (see :func:`_is_context_derived`).
+5. ``weak``: its zxcvbn score, with the same context words, is below
+   ``password_min_strength``. Only the first ``STRENGTH_INPUT_LIMIT`` code points are scored
+   (zxcvbn is super-linear), in the hashing pool, one at a time (zxcvbn keeps the context words
+   in a module-level dictionary).
+6. ``breached``: with ``password_breach_check=hibp``, the range API knows it
+   (``core/security/breaches.py``).
 
 There are no composition rules and no periodic expiry, as SP 800-63B asks.
 
@@ -35,6 +41,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from typing import ClassVar, TypeVar
 
@@ -43,11 +50,13 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers import HasherProtocol
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
+from zxcvbn import zxcvbn
 
 from authgate.config import Settings
 from authgate.core.errors import PasswordPolicyError, ServiceUnavailable
+from authgate.core.security.breaches import BreachChecker
 
-__all__ = ["PasswordService"]
+__all__ = ["PasswordPolicy", "PasswordService"]
 
 _T = TypeVar("_T")
 
@@ -70,6 +79,16 @@ _SHA256_BYTES = 32
 _WORD_RE = re.compile(r"[^\W_]+")
 
 _BUSY_DETAIL = "The service is busy; try again shortly."
+
+#: zxcvbn's cost grows faster than linearly with the length (its date and repeat matchers look
+#: at every substring): 48 code points of random digits take ~30 ms, 100 take ~90 ms. Only this
+#: prefix is scored; a longer password is at least as strong as its first 48 characters.
+STRENGTH_INPUT_LIMIT = 48
+
+#: zxcvbn stores the context words in a module-level dictionary for the duration of a call.
+_ZXCVBN_LOCK = threading.Lock()
+
+WEAK_DETAIL = "Add another word or two; avoid repeated words and keyboard patterns."
 
 
 # -- normalisation and the blocklist ------------------------------------------------------------
@@ -150,6 +169,29 @@ def _is_context_derived(folded: str, words: set[str], common: frozenset[str]) ->
     rest = "".join(char for char, used in zip(folded, covered, strict=True) if not used)
     rest = "".join(char for char in rest if char.isalnum())
     return not rest or rest in common
+
+
+def _strength(password: str, words: list[str]) -> tuple[int, str]:
+    """zxcvbn's score (0-4) of the first ``STRENGTH_INPUT_LIMIT`` code points, and a detail
+    made of its feedback (its warning and suggestions) for a person to act on."""
+    head = password[:STRENGTH_INPUT_LIMIT]
+    with _ZXCVBN_LOCK:
+        result = zxcvbn(head, user_inputs=words, max_length=STRENGTH_INPUT_LIMIT)
+    feedback = result.get("feedback") or {}
+    parts = [str(feedback.get("warning") or "").strip()]
+    parts += [str(item).strip() for item in feedback.get("suggestions") or ()]
+    detail = " ".join(part if part.endswith(".") else part + "." for part in parts if part)
+    return int(result["score"]), detail or WEAK_DETAIL
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    """What a form needs to know about the policy (``GET /auth/password-policy``)."""
+
+    min_length: int
+    max_length: int
+    min_strength: int
+    breach_check: str
 
 
 # -- legacy hash formats -----------------------------------------------------------------------
@@ -267,9 +309,17 @@ def _lower_thread_priority() -> None:
 class PasswordService:
     """Checks new passwords against the policy and hashes/verifies them off the event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, breaches: BreachChecker | None = None) -> None:
         self._min_length = settings.password_min_length
         self._max_length = settings.password_max_length
+        self._min_strength = settings.password_min_strength
+        self._breaches = breaches
+        self._policy = PasswordPolicy(
+            min_length=settings.password_min_length,
+            max_length=settings.password_max_length,
+            min_strength=settings.password_min_strength,
+            breach_check="hibp" if breaches is not None else "off",
+        )
         self._argon2 = Argon2Hasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_cost,
@@ -288,6 +338,13 @@ class PasswordService:
             thread_name_prefix="authgate-hash",
             initializer=_lower_thread_priority,
         )
+        # zxcvbn is pure Python (it holds the GIL) and must run one call at a time: one thread
+        # of its own, so a strength check never occupies a hashing thread.
+        self._scorer = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="authgate-strength",
+            initializer=_lower_thread_priority,
+        )
         self._capacity = workers + settings.hash_queue_limit
         self._in_flight = 0
         # The counter is released from worker threads (future callbacks), hence a thread lock.
@@ -298,12 +355,17 @@ class PasswordService:
 
     # -- policy --------------------------------------------------------------------------------
 
-    def validate(self, password: str, *, context: Iterable[str | None] = ()) -> str:
+    @property
+    def policy(self) -> PasswordPolicy:
+        return self._policy
+
+    async def validate(self, password: str, *, context: Iterable[str | None] = ()) -> str:
         """NFKC-normalise ``password``, check the policy and return the normalised password.
 
         ``context`` holds the user's own words (email, its local part, name, ...); "authgate"
         is always included. Raises ``PasswordPolicyError`` with ``extra={"reason": code}``,
-        code being "too_long", "too_short", "common" or "context".
+        code being "too_long", "too_short", "common", "context", "weak" or "breached";
+        ``ServiceUnavailable`` when the pool is full or the breach check fails closed.
         """
         normalised = self._normalise_bounded(password)
         if normalised is None:
@@ -316,12 +378,22 @@ class PasswordService:
             raise _policy_error(
                 "common", "This password is too common; choose one that is harder to guess."
             )
-        if _is_context_derived(folded, _context_words(context), common):
+        words = _context_words(context)
+        if _is_context_derived(folded, words, common):
             raise _policy_error(
                 "context",
                 "The password must not be based on your email address, your name or the "
                 "name of this service.",
             )
+        if self._min_strength > 0:
+            # A few to ~30 ms of pure Python: off the event loop, on the scoring thread.
+            score, detail = await self._run(
+                _strength, normalised, sorted(words), executor=self._scorer
+            )
+            if score < self._min_strength:
+                raise _policy_error("weak", detail)
+        if self._breaches is not None:
+            await self._breaches.check(normalised)
         return normalised
 
     def _normalise_bounded(self, password: str) -> str | None:
@@ -386,8 +458,11 @@ class PasswordService:
 
     # -- the bounded pool ----------------------------------------------------------------------
 
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        """Run ``func`` in the pool, or raise ``ServiceUnavailable`` when the pool is full.
+    async def _run(
+        self, func: Callable[..., _T], *args: object, executor: ThreadPoolExecutor | None = None
+    ) -> _T:
+        """Run ``func`` in the hashing pool (or ``executor``), or raise ``ServiceUnavailable``
+        when the pool is full. Hashing and scoring share one bound on the work in flight.
 
         The slot is released when the worker's future completes (also when it is cancelled
         before starting), not when the awaiting task goes away: a cancelled request whose hash
@@ -401,7 +476,7 @@ class PasswordService:
                 raise ServiceUnavailable(_BUSY_DETAIL, retry_after=1)
             self._in_flight += 1
         try:
-            future: Future[_T] = self._pool.submit(func, *args)
+            future: Future[_T] = (executor or self._pool).submit(func, *args)
         except RuntimeError:  # the pool was shut down between the check and the submit
             self._release()
             raise ServiceUnavailable(_BUSY_DETAIL, retry_after=1) from None
@@ -417,6 +492,7 @@ class PasswordService:
         with self._lock:
             self._closed = True
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._scorer.shutdown, wait=True, cancel_futures=True)
 
 
 def _policy_error(reason: str, detail: str) -> PasswordPolicyError:
