@@ -150,22 +150,8 @@ class OutboxRepository:
         self, db: AsyncSession, outbox_id: uuid.UUID, worker_id: str, *, now: datetime
     ) -> bool:
         """Record a job row as done and wipe its payload (in the job's own transaction);
-        False when the claim was lost."""
-        result = await db.execute(
-            update(EmailOutbox)
-            .where(_owned(outbox_id, worker_id))
-            .values(
-                status=OutboxStatus.sent,
-                sent_at=now,
-                attempts=EmailOutbox.attempts + 1,
-                payload_ciphertext=None,
-                claimed_by=None,
-                claimed_until=None,
-                last_error=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return bool(_rowcount(result))
+        False when the claim was lost. The same row state as a sent mail, with no message id."""
+        return await self.mark_sent(db, outbox_id, worker_id, now=now, provider_message_id=None)
 
     async def mark_failed(
         self,
