@@ -58,10 +58,11 @@ test-fast: setup
 bench: setup
 	$(UV) run --frozen python -m bench.run
 
-# Per-request CPU of refresh and login, in-process (how the hot paths were profiled).
+# Per-request CPU of refresh, login and register, in-process (how the hot paths were profiled).
 bench-inprocess: setup
 	$(UV) run --frozen python -m bench.inprocess refresh
 	$(UV) run --frozen python -m bench.inprocess login
+	$(UV) run --frozen python -m bench.inprocess register
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

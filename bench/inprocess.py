@@ -1,6 +1,6 @@
 """Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
 
-``python -m bench.inprocess refresh|login [--profile]`` starts a throwaway PostgreSQL
+``python -m bench.inprocess refresh|login|register [--profile]`` starts a throwaway PostgreSQL
 (``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
 app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
 CPU time of one request as the minimum and median of batches:
@@ -10,6 +10,8 @@ CPU time of one request as the minimum and median of batches:
   is what FastAPI and the middleware add.
 - ``login``: ``time.thread_time`` of the event-loop thread for ``POST /auth/login``, so the
   Argon2 hashing (in the pool's threads) is left out.
+- ``register``: ``time.process_time`` of ``POST /auth/register`` with a new address each time:
+  every thread's CPU (password policy and strength scoring, Argon2, the request, the mail).
 
 CPU per request is far steadier on a shared machine than requests per second, and leaves the
 database's own CPU out. ``--profile`` adds a ``cProfile`` (timer: the thread's CPU time) of
@@ -141,8 +143,23 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
             status, pair = await call(app, f"{API}/auth/login", credentials)
             assert status == 200, pair
 
+        registered = 0
+
+        async def http_register() -> None:
+            nonlocal registered
+            registered += 1
+            payload = {"email": f"register{registered}@example.com", "password": PASSWORD}
+            status, body = await call(app, f"{API}/auth/register", payload)
+            assert status == 202, body
+
         client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-inprocess")
-        if endpoint == "refresh":
+        if endpoint == "register":
+            # Every thread's CPU: the password check, the Argon2 hash, the request, the mail.
+            target, clock, batch = http_register, time.process_time, 20
+            for _ in range(10):
+                await http_register()
+            report("POST /auth/register, process CPU", await per_call_ms(target, clock, batch))
+        elif endpoint == "refresh":
             target, clock, batch = http_refresh, time.process_time, 150
             for _ in range(200):
                 await http_refresh()  # warm statement caches
@@ -171,7 +188,7 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("endpoint", choices=["refresh", "login"])
+    parser.add_argument("endpoint", choices=["refresh", "login", "register"])
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the endpoint")
     args = parser.parse_args()
     with postgres_server() as pg, tempfile.TemporaryDirectory() as workdir:
