@@ -81,9 +81,11 @@ _WORD_RE = re.compile(r"[^\W_]+")
 _BUSY_DETAIL = "The service is busy; try again shortly."
 
 #: zxcvbn's cost grows faster than linearly with the length (its date and repeat matchers look
-#: at every substring): 48 code points of random digits take ~30 ms, 100 take ~90 ms. Only this
-#: prefix is scored; a longer password is at least as strong as its first 48 characters.
-STRENGTH_INPUT_LIMIT = 48
+#: at every substring): a 24-code-point passphrase takes ~1.4 ms, 32 ~4 ms, 48 random digits
+#: ~30 ms. Only this prefix is scored (it can only under-estimate: a longer password is at least
+#: as strong as its first 24 characters), so scoring stays a few percent of a registration's CPU
+#: (~31 ms with the Argon2 hash; `python -m bench.inprocess register`).
+STRENGTH_INPUT_LIMIT = 24
 
 #: zxcvbn stores the context words in a module-level dictionary for the duration of a call.
 _ZXCVBN_LOCK = threading.Lock()
