@@ -110,7 +110,9 @@ class Runtime:
             users=users_repo,
         )
         oauth_repository = OAuthRepository()
-        address_proven = AddressProven(sessions, audit, identities=oauth_repository)
+        address_proven = AddressProven(
+            users_repo, action_tokens, sessions, audit, identities=oauth_repository
+        )
         verification = VerificationService(
             settings,
             action_tokens,

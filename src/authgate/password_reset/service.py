@@ -22,7 +22,7 @@ from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter
 from authgate.users.repository import UserRepository
-from authgate.verification.service import AddressProvenHook
+from authgate.users.takeover import AddressProven
 
 
 class PasswordResetService:
@@ -37,7 +37,7 @@ class PasswordResetService:
         users: UserRepository,
         throttle: LoginThrottle,
         *,
-        on_address_proven: AddressProvenHook | None = None,
+        on_address_proven: AddressProven,
     ) -> None:
         self._settings = settings
         self._throttle = throttle
@@ -101,15 +101,12 @@ class PasswordResetService:
         if spent.user_id != user.id:
             raise InvalidToken()
         await self._passwords.set(db, user, new_password)
-        if user.email_verified or self._proven is None:
+        if user.email_verified:
             # Also cancels a pending email change (``SessionService.end_all``).
             await self._sessions.end_all(db, user, reason="password_reset")
         else:
             # The link reached the mailbox, so the address is proven now: whatever an earlier,
             # unproven party planted in this account goes (sessions, provider connections).
-            await self._users.update(db, user, email_verified=True)
-            for kind in (ActionKind.verify_email, ActionKind.verify_registration):
-                await self._tokens.supersede(db, kind, user.id)
             await self._proven(db, user, reason="password_reset")
         # The owner is back in control: lift whatever an attacker's guesses caused, and let the
         # browser that completed the reset sign in whatever strangers try meanwhile.

@@ -15,9 +15,14 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
-from authgate.models import User
+from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
+from authgate.users.repository import UserChanges, UserRepository
+
+#: The verification links of an address (a first sign-up's, a later sign-up's).
+VERIFY_KINDS = (ActionKind.verify_email, ActionKind.verify_registration)
 
 
 class IdentityPruner(Protocol):
@@ -29,14 +34,32 @@ class IdentityPruner(Protocol):
 
 
 class AddressProven:
+    """The one place an unverified account becomes verified by proof of its mailbox (its
+    verification link, a password reset), with everything that must go with it."""
+
     def __init__(
-        self, sessions: SessionService, audit: AuditService, identities: IdentityPruner | None
+        self,
+        users: UserRepository,
+        tokens: ActionTokenService,
+        sessions: SessionService,
+        audit: AuditService,
+        identities: IdentityPruner | None,
     ) -> None:
+        self._users = users
+        self._tokens = tokens
         self._sessions = sessions
         self._audit = audit
         self._identities = identities
 
-    async def __call__(self, db: AsyncSession, user: User, *, reason: str) -> None:
+    async def __call__(
+        self, db: AsyncSession, user: User, *, reason: str, changes: UserChanges | None = None
+    ) -> None:
+        """Mark ``user`` verified (with ``changes``, e.g. a later sign-up's password); every
+        other verification link stops working, every session ends, unproven identities go."""
+        verified: UserChanges = {**(changes or {}), "email_verified": True}
+        await self._users.update(db, user, **verified)
+        for kind in VERIFY_KINDS:
+            await self._tokens.supersede(db, kind, user.id)
         await self._sessions.end_all(db, user, reason=reason)
         if self._identities is None:
             return

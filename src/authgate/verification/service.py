@@ -13,10 +13,9 @@ unverified address again").
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,15 +30,7 @@ from authgate.core.security.opaque import TokenKind
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.users.repository import UserChanges, UserRepository
-
-#: The kinds of link ``POST /auth/verify-email`` accepts with the ``agv_`` prefix.
-VERIFY_KINDS = (ActionKind.verify_email, ActionKind.verify_registration)
-
-
-class AddressProvenHook(Protocol):
-    """``users.takeover.AddressProven``: ends what an unproven party may have planted."""
-
-    def __call__(self, db: AsyncSession, user: User, *, reason: str) -> Awaitable[None]: ...
+from authgate.users.takeover import VERIFY_KINDS, AddressProven
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +52,7 @@ class VerificationService:
         audit: AuditService,
         users: UserRepository,
         *,
-        on_address_proven: AddressProvenHook | None = None,
+        on_address_proven: AddressProven,
     ) -> None:
         self._settings = settings
         self._proven = on_address_proven
@@ -171,23 +162,16 @@ class VerificationService:
             raise InvalidToken()
         if user.email_verified:
             return user
-        changes: UserChanges = {"email_verified": True}
-        if spent.kind is ActionKind.verify_registration:
-            changes.update(self._adopted_registration(spent.data or {}))
-        await self._users.update(db, user, **changes)
-        # The account is settled: the other sign-ups' links (and plain links) stop working.
-        for kind in VERIFY_KINDS:
-            await self._tokens.supersede(db, kind, user.id)
-        if self._proven is not None:
-            await self._proven(db, user, reason="email_verified")
+        # The account is settled; the other sign-ups' links (and plain links) stop working.
+        later = spent.kind is ActionKind.verify_registration
+        changes = self._adopted_registration(spent.data or {}) if later else None
+        await self._proven(db, user, reason="email_verified", changes=changes)
         self._audit.record(
             db,
             AuditType.email_verified,
             user_id=user.id,
             client=client,
-            detail={
-                "registration": "later" if spent.kind is ActionKind.verify_registration else "first"
-            },
+            detail={"registration": "later" if later else "first"},
         )
         await self._email.enqueue(
             db,
