@@ -344,12 +344,6 @@ class Settings(BaseSettings):
         pairs = (item.get_secret_value().split(":", 1) for item in self.introspection_clients)
         return {client_id: SecretStr(secret) for client_id, secret in pairs}
 
-    @property
-    def introspection_credentials(self) -> dict[str, str]:
-        """Client id → plain secret, for the constant-time comparison at the moment of use
-        (prefer ``introspection_secrets``, which never shows a secret in a repr or log)."""
-        return {cid: s.get_secret_value() for cid, s in self.introspection_secrets.items()}
-
     def production_problems(self, *, workers: int = 1) -> list[str]:
         """Every unsafe development default or unsafe setting in force (empty when safe).
 

@@ -139,7 +139,8 @@ def test_introspection_secrets_are_secret_str() -> None:
     settings = Settings(_env_file=None, introspection_clients=f"rs1:{secret},rs2:a:b")
     assert secret not in repr(settings) and secret not in str(settings.model_dump())
     assert settings.introspection_secrets["rs1"].get_secret_value() == secret
-    assert settings.introspection_credentials == {"rs1": secret, "rs2": "a:b"}
+    plain = {cid: s.get_secret_value() for cid, s in settings.introspection_secrets.items()}
+    assert plain == {"rs1": secret, "rs2": "a:b"}
     with pytest.raises(ValueError, match="client_id:secret"):
         Settings(_env_file=None, introspection_clients=["no-colon"])
 
