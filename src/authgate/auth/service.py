@@ -26,11 +26,11 @@ from authgate.core.errors import (
     OAuth2TokenError,
 )
 from authgate.core.http import ClientInfo
-from authgate.core.limits import Limit
+from authgate.core.limits import Limit, account_key
 from authgate.core.metrics import LOGINS
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
 from authgate.models import User
 from authgate.password_reset.service import PasswordResetService

@@ -49,7 +49,6 @@ from authgate.config import Settings
 from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.http import ClientInfo
 from authgate.core.limits import Limit
-from authgate.core.limits import account_key as account_key  # re-exported: the bucket's key
 from authgate.core.metrics import RATE_LIMITED
 from authgate.core.ratelimit import UNAVAILABLE_RETRY_AFTER, RateLimiter
 from authgate.core.store import Store, StoreUnavailable, key_digest

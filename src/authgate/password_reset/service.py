@@ -17,7 +17,8 @@ from authgate.config import Settings
 from authgate.core.email import EmailJob, EmailService, EmailTemplate
 from authgate.core.errors import InvalidToken
 from authgate.core.http import ClientInfo
-from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.limits import account_key
+from authgate.core.throttle import LoginThrottle
 from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter

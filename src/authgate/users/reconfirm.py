@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from authgate.core.errors import InvalidPassword
 from authgate.core.http import ClientInfo
+from authgate.core.limits import account_key
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.throttle import LoginThrottle
 from authgate.models import User
 
 

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit import AuditService, AuditType
 from authgate.core.errors import ValidationFailed
 from authgate.core.http import ClientInfo
-from authgate.core.limits import Limit
+from authgate.core.limits import Limit, account_key
 from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
-from authgate.core.throttle import LoginThrottle, account_key
+from authgate.core.throttle import LoginThrottle
 from authgate.models import AuthSession, User
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email
