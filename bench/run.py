@@ -253,7 +253,8 @@ def run_wrk(
     ticks, machine, started = cpu_ticks(pid), machine_ticks(), time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - started
-    cpu = (cpu_ticks(pid) - ticks) / CLK_TCK / wall * 100
+    cpu_seconds = (cpu_ticks(pid) - ticks) / CLK_TCK
+    cpu = cpu_seconds / wall * 100
     busy, total = (after - before for after, before in zip(machine_ticks(), machine, strict=True))
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if done.returncode != 0 or line is None:
@@ -278,6 +279,9 @@ def run_wrk(
         "socket_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         "socket_error_detail": {k: v for k, v in errors.items() if k != "status"},
         "server_cpu_pct": round(cpu, 1),
+        # The serving process's CPU per request (all its threads; the database's own too on
+        # SQLite): steadier than rps on a shared machine, and what a CPU-bound rate divides.
+        "server_cpu_ms_per_request": round(cpu_seconds * 1000 / max(raw["requests"], 1), 3),
         "server_rss_mb": round(rss_mb(pid), 1),
         # Everything on the machine (wrk, the database, other users): near 100 = CPU-starved.
         "machine_busy_pct": round(busy / max(total, 1) * 100, 1),
@@ -535,7 +539,7 @@ def verdicts(derived: dict[str, Any]) -> list[dict[str, Any]]:
 def print_table(report: dict[str, Any]) -> None:
     head = (
         f"{'scenario':<12} {'conn':>4} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} "
-        f"{'sockerr':>7} {'cpu %':>6} {'rss MB':>7} {'host %':>6}"
+        f"{'sockerr':>7} {'cpu %':>6} {'cpu ms/req':>10} {'rss MB':>7} {'host %':>6}"
     )
     print()
     print(
@@ -548,7 +552,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{row['scenario']:<12} {row['connections']:>4} {row['rps']:>9.1f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_2xx']:>7} "
-            f"{row['socket_errors']:>7} {row['server_cpu_pct']:>6.0f} {row['server_rss_mb']:>7.1f} "
+            f"{row['socket_errors']:>7} {row['server_cpu_pct']:>6.0f} "
+            f"{row['server_cpu_ms_per_request']:>10.3f} {row['server_rss_mb']:>7.1f} "
             f"{row['machine_busy_pct']:>6.0f}"
         )
     for name, probe in report["health_probe"].items():
