@@ -202,7 +202,7 @@ async def password_check_ab(rounds: int = 6, batches: int = 10, concurrency: int
     serial = 0
     for _ in range(rounds):
         for strength in results:
-            service = PasswordService(Settings(_env_file=None, password_min_strength=strength))  # type: ignore[call-arg]
+            service = PasswordService(Settings(_env_file=None, password_min_strength=strength))
             try:
                 await asyncio.gather(*(register_password(service, i) for i in range(concurrency)))
                 started = time.process_time()
