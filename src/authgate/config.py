@@ -318,6 +318,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("refresh_cookie_samesite", mode="before")
+    @classmethod
+    def _samesite(cls, value: Any) -> Any:
+        # Written as browsers show it (``Strict``) or as documented (``strict``).
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("refresh_cookie_domain", mode="before")
     @classmethod
     def _cookie_domain(cls, value: Any) -> Any:
