@@ -450,6 +450,14 @@ async def test_allowed_origins_get_credentials_on_success_and_errors(
     forbidden = await login(client, unverified.email, TEST_PASSWORD)
     assert_problem(forbidden, 403, "email_not_verified")
     assert_cors(forbidden)
+    # The hardening layer's own answers too (CORS wraps it).
+    unsupported = await client.post(
+        f"{API}/auth/refresh",
+        content=b"{}",
+        headers={"Content-Type": "text/plain", "Origin": ALLOWED},
+    )
+    assert_problem(unsupported, 415, "unsupported_media_type")
+    assert_cors(unsupported)
     # A refused cookie is a 403 to a foreign origin, which CORS does not let read it.
     csrf = await refresh_by_cookie(client, refresh_cookie(ok).value, origin="http://evil.example")
     assert_problem(csrf, 403, "csrf_failed")
