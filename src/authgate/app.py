@@ -60,6 +60,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(ops)
     app.mount("/static/docs", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
 
+    # The last added is the outermost: CORS wraps the hardening layer, so the answers that layer
+    # gives itself (413, 415) carry the CORS headers too and an SPA can read them like any
+    # other error (401, 403, 429 come from the routes, inside both).
+    app.add_middleware(HardeningMiddleware, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_allowlist,
@@ -69,7 +73,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         expose_headers=["Retry-After", "X-Request-ID", "WWW-Authenticate"],
         max_age=600,
     )
-    app.add_middleware(HardeningMiddleware, settings=settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +36,13 @@ EmailBackend = Literal["console", "smtp", "ses"]
 SmtpTls = Literal["none", "starttls", "tls"]
 BreachCheck = Literal["off", "hibp"]
 BreachFail = Literal["open", "closed"]
+CookieSameSite = Literal["strict", "lax", "none"]
+
+#: RFC 6265 §4.1.1: a cookie name is an HTTP token.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A host name (optionally with RFC 6265's ignored leading dot); no port, path or separators.
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_COOKIE_DOMAIN = re.compile(rf"\.?{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
 
 #: Production floors for secrets (docs/api.md §2).
 MIN_SECRET_KEY_BYTES = 32
@@ -151,6 +159,22 @@ class Settings(BaseSettings):
     reset_token_ttl: int = Field(default=1_800, ge=1)
     email_change_token_ttl: int = Field(default=86_400, ge=1)
     oauth_code_ttl: int = Field(default=60, ge=1)
+
+    #: Name of the HttpOnly cookie that carries the refresh token of a browser session
+    #: (``refresh_token_transport: "cookie"``, docs/api.md §3.9). Its ``Path`` is always
+    #: ``/api/v1/auth``, so a ``__Host-`` name is refused; a ``__Secure-`` name needs
+    #: ``REFRESH_COOKIE_SECURE=true``.
+    refresh_cookie_name: str = Field(default="authgate_refresh", min_length=1, max_length=64)
+    #: ``SameSite`` of the refresh cookie: ``strict`` (the browser never sends it on a request
+    #: started by another site), ``lax``, or ``none`` (an SPA on another site than the API;
+    #: needs ``Secure``). Cross-site use is refused by the Origin check whatever this is.
+    refresh_cookie_samesite: CookieSameSite = "strict"
+    #: ``Secure`` on the refresh cookie (browsers accept Secure cookies from
+    #: ``http://localhost`` too); ``false`` is refused in production.
+    refresh_cookie_secure: bool = True
+    #: ``Domain`` of the refresh cookie; unset: a host-only cookie (sent to this host only),
+    #: which is the safer choice unless sibling hosts must read it.
+    refresh_cookie_domain: str | None = None
     #: Seconds a process may reuse what the database said about a token's user and session
     #: (revocations still apply at once through the store); 0 disables the cache.
     access_cache_ttl: float = Field(default=1.0, ge=0, le=5)
@@ -281,6 +305,36 @@ class Settings(BaseSettings):
         # which boto3 takes from None, not from "" (it refuses an empty endpoint).
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("refresh_cookie_name")
+    @classmethod
+    def _cookie_name(cls, value: str) -> str:
+        if not _COOKIE_NAME.fullmatch(value):
+            raise ValueError(
+                "a cookie name is an RFC 6265 token (letters, digits, !#$%&'*+-.^_`|~)"
+            )
+        if value.lower().startswith("__host-"):
+            raise ValueError(
+                "a __Host- cookie needs Path=/; the refresh cookie's path is /api/v1/auth"
+            )
+        return value
+
+    @field_validator("refresh_cookie_samesite", mode="before")
+    @classmethod
+    def _samesite(cls, value: Any) -> Any:
+        # Written as browsers show it (``Strict``) or as documented (``strict``).
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("refresh_cookie_domain", mode="before")
+    @classmethod
+    def _cookie_domain(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if not _COOKIE_DOMAIN.fullmatch(value):
+                raise ValueError("the refresh cookie domain is a host name such as example.com")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
@@ -300,6 +354,13 @@ class Settings(BaseSettings):
                 raise ValueError("introspection clients are client_id:secret pairs")
         if self.cors_origins and "*" in self.cors_origins:
             raise ValueError("wildcard CORS origin is refused (credentials are allowed)")
+        if (
+            self.refresh_cookie_name.lower().startswith("__secure-")
+            and not self.refresh_cookie_secure
+        ):
+            raise ValueError(
+                "a __Secure- refresh cookie name needs AUTHGATE_REFRESH_COOKIE_SECURE=true"
+            )
         return self
 
     # -- derived values -------------------------------------------------------------------
@@ -394,6 +455,17 @@ class Settings(BaseSettings):
             problems.append("wildcard CORS origin")
         if not self.public_url.startswith("https://"):
             problems.append("AUTHGATE_PUBLIC_URL is not https")
+        if not self.refresh_cookie_secure:
+            if self.refresh_cookie_samesite == "none":
+                problems.append(
+                    "AUTHGATE_REFRESH_COOKIE_SAMESITE=none without AUTHGATE_REFRESH_COOKIE_SECURE: "
+                    "browsers drop such a cookie, and it would travel over plain http"
+                )
+            else:
+                problems.append(
+                    "AUTHGATE_REFRESH_COOKIE_SECURE=false: the refresh cookie would travel over "
+                    "plain http"
+                )
         if self.checks_breaches and not self.hibp_url.lower().startswith("https://"):
             problems.append("AUTHGATE_HIBP_URL is not https (the breached-password check)")
         short = [

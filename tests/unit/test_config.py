@@ -63,6 +63,11 @@ def test_safe_production_settings_have_no_problems() -> None:
             {"password_breach_check": "hibp", "hibp_url": "http://hibp.internal"},
             "AUTHGATE_HIBP_URL",
         ),
+        (
+            {"refresh_cookie_samesite": "none", "refresh_cookie_secure": False},
+            "AUTHGATE_REFRESH_COOKIE_SAMESITE=none without AUTHGATE_REFRESH_COOKIE_SECURE",
+        ),
+        ({"refresh_cookie_secure": False}, "AUTHGATE_REFRESH_COOKIE_SECURE=false"),
     ],
 )
 def test_production_refuses_unsafe_defaults(override: dict[str, Any], fragment: str) -> None:
@@ -78,6 +83,64 @@ def test_sqlite_allowed_in_production_when_asked() -> None:
         **{**SAFE, "database_url": "sqlite+aiosqlite:///./x.db", "allow_sqlite_in_production": True}
     )
     assert settings.production_problems() == []
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"refresh_cookie_samesite": "none"},
+        {"refresh_cookie_samesite": "lax", "refresh_cookie_domain": "example.com"},
+        {"refresh_cookie_name": "__Secure-authgate_refresh"},
+    ],
+)
+def test_safe_refresh_cookie_settings_in_production(override: dict[str, Any]) -> None:
+    assert Settings(**{**SAFE, **override}).production_problems() == []
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"refresh_cookie_name": "a;b"}, "RFC 6265 token"),
+        ({"refresh_cookie_name": "a b"}, "RFC 6265 token"),
+        ({"refresh_cookie_name": "__Host-refresh"}, "__Host-"),
+        (
+            {"refresh_cookie_name": "__Secure-refresh", "refresh_cookie_secure": False},
+            "__Secure-",
+        ),
+        ({"refresh_cookie_domain": "example.com; Path=/"}, "host name"),
+        ({"refresh_cookie_domain": "example.com:443"}, "host name"),
+        ({"refresh_cookie_domain": "example.com/path"}, "host name"),
+        ({"refresh_cookie_domain": "exa mple.com"}, "host name"),
+        ({"refresh_cookie_samesite": "always"}, "refresh_cookie_samesite"),
+    ],
+)
+def test_malformed_refresh_cookie_settings_are_refused(
+    override: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Settings(_env_file=None, **override)
+
+
+def test_refresh_cookie_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_REFRESH_COOKIE_NAME", "sid_refresh")
+    monkeypatch.setenv("AUTHGATE_REFRESH_COOKIE_SAMESITE", "None")
+    monkeypatch.setenv("AUTHGATE_REFRESH_COOKIE_SECURE", "true")
+    monkeypatch.setenv("AUTHGATE_REFRESH_COOKIE_DOMAIN", ".example.com")
+    settings = Settings(_env_file=None)
+    assert settings.refresh_cookie_name == "sid_refresh"
+    assert settings.refresh_cookie_samesite == "none"
+    assert settings.refresh_cookie_secure is True
+    assert settings.refresh_cookie_domain == ".example.com"
+    monkeypatch.setenv("AUTHGATE_REFRESH_COOKIE_DOMAIN", "")
+    assert Settings(_env_file=None).refresh_cookie_domain is None
+
+
+def test_refresh_cookie_defaults() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.refresh_cookie_name == "authgate_refresh"
+    assert settings.refresh_cookie_samesite == "strict"
+    assert settings.refresh_cookie_secure is True
+    assert settings.refresh_cookie_domain is None
 
 
 def test_wildcard_cors_refused() -> None:

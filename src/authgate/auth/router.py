@@ -12,6 +12,7 @@ from authgate.auth.schemas import (
     IntrospectionResponse,
     IntrospectRequest,
     LoginRequest,
+    LogoutRequest,
     OAuth2TokenResponse,
     PasswordPolicyOut,
     RefreshRequest,
@@ -21,6 +22,13 @@ from authgate.auth.schemas import (
     TokenRequest,
 )
 from authgate.auth.service import TokenGrant
+from authgate.auth.transport import (
+    CLEARS_COOKIE,
+    CSRF_REFUSED,
+    ISSUES_TOKENS,
+    TokenTransportDep,
+    cookie_parameter,
+)
 from authgate.core.limits import Limit
 from authgate.deps import (
     ClientDep,
@@ -97,15 +105,18 @@ async def resend_verification(
     "/login",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses=error_responses(401, 403, 422, 429, 503),
+    responses={**ISSUES_TOKENS, **error_responses(401, 403, 422, 429, 503)},
     dependencies=[per_ip(Limit.login_ip)],
 )
 async def login(
-    body: LoginRequest, response: Response, db: DbDep, runtime: RuntimeDep, client: ClientDep
+    body: LoginRequest,
+    db: DbDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    transport: TokenTransportDep,
 ) -> TokenPair:
     issued = await runtime.auth.login(db, body.email, body.password, client)
-    _no_store(response)
-    return TokenPair.of(issued)
+    return transport.issue(issued, body.refresh_token_transport)
 
 
 @router.post(
@@ -140,46 +151,71 @@ async def token(
     "/refresh",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses=error_responses(401, 422, 429, 503),
+    responses={**ISSUES_TOKENS, **CSRF_REFUSED, **error_responses(401, 422, 429, 503)},
     dependencies=[per_ip(Limit.refresh_ip)],
+    openapi_extra=cookie_parameter("rotated"),
 )
 async def refresh(
-    body: RefreshRequest, response: Response, db: DbDep, runtime: RuntimeDep, client: ClientDep
+    db: DbDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    transport: TokenTransportDep,
+    body: RefreshRequest | None = None,
 ) -> TokenPair:
-    issued = await runtime.sessions.refresh(db, body.refresh_token, client)
-    _no_store(response)
-    return TokenPair.of(issued)
+    """Rotates the refresh token of the body, else of the refresh cookie (then the answer is in
+    cookie mode: the successor in a new cookie). Every refusal → 401 ``invalid_token``; the
+    cookie without an allowed ``Origin`` → 403 ``csrf_failed`` (the token is not spent)."""
+    body = body or RefreshRequest()
+    token = transport.refresh_token(body.refresh_token)
+    issued = await runtime.sessions.refresh(db, token, client)
+    return transport.issue(issued, body.refresh_token_transport)
 
 
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(422),
+    responses={**CLEARS_COOKIE, **CSRF_REFUSED, **error_responses(401, 422)},
+    openapi_extra=cookie_parameter("ended"),
 )
 async def logout(
-    body: RefreshRequest,
     bearer: OptionalBearerToken,
     db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
-) -> Response:
-    """Ends the session of the refresh token (and of the bearer token, if one is sent)."""
-    await runtime.sessions.logout(db, body.refresh_token, bearer, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    transport: TokenTransportDep,
+    body: LogoutRequest | None = None,
+) -> None:
+    """Ends the session of the refresh token (body, else cookie), and that of the bearer token
+    if one is sent; clears the refresh cookie. Idempotent: 204 for an unknown or ended session
+    too. No refresh token in the body, no cookie and no bearer → 401 ``invalid_token``; the
+    cookie without an allowed ``Origin`` → 403 ``csrf_failed`` (nothing ends)."""
+    body = body or LogoutRequest()
+    if bearer is None:
+        token: str | None = transport.refresh_token(body.refresh_token)
+    else:
+        token = transport.refresh_token_if_any(body.refresh_token)
+    await runtime.sessions.logout(db, token, bearer, client)
+    transport.clear_cookie()
 
 
 @router.post(
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(401),
+    responses={**CLEARS_COOKIE, **error_responses(401)},
 )
 async def logout_all(
-    principal: CurrentPrincipal, db: DbDep, runtime: RuntimeDep, client: ClientDep
-) -> Response:
+    principal: CurrentPrincipal,
+    db: DbDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    transport: TokenTransportDep,
+) -> None:
+    """Ends every session of the bearer's user and clears the refresh cookie (the bearer
+    authenticates it: the cookie is not needed, nor read)."""
     await runtime.sessions.logout_all(db, principal.user, client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    transport.clear_cookie()
 
 
 @router.post(

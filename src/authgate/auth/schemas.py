@@ -12,6 +12,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: How the refresh token of an issued pair travels (``authgate.auth.transport``).
+Transport = Literal["body", "cookie"]
+
+
+class TokenTransportChoice(BaseModel):
+    """The optional field of every request that issues a ``TokenPair``: a request model
+    inherits it (``class LoginRequest(Strict, TokenTransportChoice)``)."""
+
+    refresh_token_transport: Transport = Field(
+        default="body",
+        description=(
+            "`body` (default): the refresh token is in the response's `refresh_token`. "
+            "`cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, "
+            "`Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold "
+            "it in JavaScript."
+        ),
+    )
+
+
 class RegisterRequest(Strict):
     email: str = Field(max_length=320, examples=["ada@example.com"])
     password: str = Field(max_length=10_000)
@@ -26,13 +45,32 @@ class TokenRequest(Strict):
     token: str = Field(max_length=512)
 
 
-class LoginRequest(Strict):
+class LoginRequest(Strict, TokenTransportChoice):
     email: str = Field(max_length=320)
     password: str = Field(max_length=10_000)
 
 
-class RefreshRequest(Strict):
-    refresh_token: str = Field(max_length=512)
+class RefreshRequest(Strict, TokenTransportChoice):
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=512,
+        description=(
+            "The refresh token; leave it out to use the refresh cookie (accepted only from an "
+            "allowed `Origin`, and then the answer is in cookie mode whatever "
+            "`refresh_token_transport` says). A token here wins over the cookie."
+        ),
+    )
+
+
+class LogoutRequest(Strict):
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=512,
+        description=(
+            "The refresh token of the session to end; leave it out to use the refresh cookie "
+            "(accepted only from an allowed `Origin`). A token here wins over the cookie."
+        ),
+    )
 
 
 class ResetPasswordRequest(Strict):
@@ -63,8 +101,16 @@ class TokenPair(BaseModel):
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
     expires_in: int
-    refresh_token: str
-    refresh_token_expires_in: int
+    refresh_token: str | None = Field(
+        description=(
+            "The refresh token (`agr_…`). null in cookie mode: when the request asked for "
+            '`refresh_token_transport: "cookie"`, or refreshed with the refresh cookie; the '
+            "token is then only in the HttpOnly cookie of `Set-Cookie`."
+        )
+    )
+    refresh_token_expires_in: int = Field(
+        description="Seconds the refresh token stays usable (the cookie's `Max-Age` too)."
+    )
 
     @classmethod
     def of(cls, issued: IssuedTokens) -> TokenPair:

@@ -147,6 +147,19 @@ class Forbidden(AuthgateError):
     default_detail = "You are not allowed to do this."
 
 
+class CsrfFailed(AuthgateError):
+    """A request authenticated by the refresh cookie came without an allowed ``Origin``: it is
+    refused before the cookie's token is looked at (nothing spent, revoked, set or cleared)."""
+
+    status = 403
+    code = "csrf_failed"
+    title = "Cross-site request refused"
+    default_detail = (
+        "The refresh cookie is accepted only from an allowed Origin; send the refresh token in "
+        "the body, or call from an allowed origin."
+    )
+
+
 class ReauthenticationRequired(AuthgateError):
     """The action needs a recent sign-in (an account without a password cannot re-enter one)."""
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from authgate.auth.schemas import TokenPair
+from authgate.auth.transport import ISSUES_TOKENS, TokenTransportDep
 from authgate.config import ProviderTokenClient
 from authgate.core.errors import InvalidClient
 from authgate.core.limits import Limit
@@ -104,7 +105,7 @@ async def unlink(
     "/token",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses=error_responses(400, 422, 429),
+    responses={**ISSUES_TOKENS, **error_responses(400, 422, 429)},
     dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def token(
@@ -114,14 +115,14 @@ async def token(
     db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
+    transport: TokenTransportDep,
 ) -> TokenPair:
     """Exchanges the one-time ``ago_`` code from the callback redirect for a session. The
     redemption cookie set by the callback must come along (send the request with credentials);
     without it the code is spent and the answer is 400 ``invalid_token``."""
     redeemed = await runtime.oauth.redeem(db, body.code, request.cookies, client)
     _clear_cookie(response, runtime.oauth.cookies, redeemed.cookie_name)
-    response.headers.update(NO_STORE)
-    return TokenPair.of(redeemed.issued)
+    return transport.issue(redeemed.issued, body.refresh_token_transport)
 
 
 async def provider_token_client(

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authgate.auth.schemas import TokenTransportChoice
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,7 +29,7 @@ class LinkRequest(Strict):
     redirect_url: str | None = Field(default=None, max_length=2048)
 
 
-class OAuthCodeRequest(Strict):
+class OAuthCodeRequest(Strict, TokenTransportChoice):
     code: str = Field(max_length=512)
 
 

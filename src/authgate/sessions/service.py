@@ -281,11 +281,12 @@ class SessionService:
     # -- ending ------------------------------------------------------------------------------
 
     async def logout(
-        self, db: AsyncSession, raw: str, bearer: str | None, client: ClientInfo
+        self, db: AsyncSession, raw: str | None, bearer: str | None, client: ClientInfo
     ) -> None:
-        """End the session of a refresh token, and that of the access token ``bearer`` if one
-        was sent. Silent for unknown, invalid or ended sessions and tokens."""
-        if OpaqueTokens.looks_like(TokenKind.refresh, raw):
+        """End the session of a refresh token (if one was presented), and that of the access
+        token ``bearer`` if one was sent. Silent for unknown, invalid or ended sessions and
+        tokens."""
+        if raw is not None and OpaqueTokens.looks_like(TokenKind.refresh, raw):
             token = await self._repo.token_by_hash(db, self._opaque.hash(raw))
             if token is not None:
                 await self.end(

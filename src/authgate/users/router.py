@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from authgate.auth.schemas import Accepted, TokenPair
+from authgate.auth.transport import ISSUES_TOKENS, TokenTransportDep
 from authgate.deps import (
     BEARER_SECURITY,
     ClientDep,
@@ -54,21 +55,23 @@ async def update_me(body: UpdateMe, user: CurrentUser, db: DbDep, runtime: Runti
     "/me/password",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses=error_responses(400, 401, 422, 429),
+    responses={**ISSUES_TOKENS, **error_responses(400, 401, 422, 429)},
 )
 async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
-    response: Response,
     db: DbDep,
     runtime: RuntimeDep,
     client: ClientDep,
+    transport: TokenTransportDep,
 ) -> TokenPair:
+    """Every other session ends; the caller continues in a new session, whose pair is returned
+    (an SPA in cookie mode asks for ``refresh_token_transport: "cookie"``: the refresh cookie
+    is not sent here, and its old session has ended)."""
     issued = await runtime.users.change_password(
         db, principal.user, principal.session, body.current_password, body.new_password, client
     )
-    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
-    return TokenPair.of(issued)
+    return transport.issue(issued, body.refresh_token_transport)
 
 
 @router.post(

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authgate.auth.schemas import TokenTransportChoice
 from authgate.core.text import OneLine
 
 
@@ -29,7 +30,7 @@ class UpdateMe(BaseModel):
     name: OneLine | None = Field(max_length=200)
 
 
-class ChangePasswordRequest(BaseModel):
+class ChangePasswordRequest(TokenTransportChoice):
     model_config = ConfigDict(extra="forbid")
 
     current_password: str = Field(max_length=10_000)
