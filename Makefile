@@ -41,13 +41,13 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 lint: setup
-	$(UV) run --frozen ruff format --check src tests bench alembic
-	$(UV) run --frozen ruff check src tests bench alembic
+	$(UV) run --frozen ruff format --check src tests bench alembic docsgen scripts
+	$(UV) run --frozen ruff check src tests bench alembic docsgen scripts
 	$(UV) run --frozen mypy
 
 fmt: setup
-	$(UV) run --frozen ruff format src tests bench alembic
-	$(UV) run --frozen ruff check --fix src tests bench alembic
+	$(UV) run --frozen ruff format src tests bench alembic docsgen scripts
+	$(UV) run --frozen ruff check --fix src tests bench alembic docsgen scripts
 
 test: setup system-deps lint
 	$(UV) run --frozen pytest -p no:cacheprovider

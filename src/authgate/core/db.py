@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from authgate.config import Settings
+from authgate.core.metrics import DB_POOLS
 from authgate.core.time import as_utc, utc_now
 
 T = TypeVar("T")
@@ -87,16 +88,19 @@ def make_engine(settings: Settings) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        # No pre-ping round trip per checkout (it cost ~12 % of a request): a connection broken
-        # by a database restart fails its request once with a 503 (problems.py) and is dropped.
-        pool_recycle=1800,
-        hide_parameters=True,
-    )
+    else:
+        engine = create_async_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            # No pre-ping round trip per checkout (it cost ~12 % of a request): a connection
+            # broken by a database restart fails its request once with a 503 (problems.py) and
+            # is dropped.
+            pool_recycle=1800,
+            hide_parameters=True,
+        )
+    DB_POOLS.track(engine.sync_engine, capacity=2 * settings.database_pool_size)
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

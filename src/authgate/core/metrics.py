@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import weakref
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 
 EMAIL_QUEUED = Counter("authgate_email_queued_total", "Emails written to the outbox", ["template"])
 EMAIL_DROPPED = Counter(
@@ -35,3 +42,65 @@ BREACH_CHECK_FAILURES = Counter(
     "Breached-password checks the range API did not answer, by AUTHGATE_PASSWORD_BREACH_FAIL",
     ["fail"],
 )
+
+# -- what the operator's dashboard needs besides the counters above (deploy/grafana) ------------
+
+#: The outbox backlog, as the dispatcher last saw it (every ``BACKLOG_INTERVAL``); every process
+#: that dispatches reports the same global numbers, so dashboards take the max over instances.
+OUTBOX_PENDING = Gauge(
+    "authgate_email_outbox_pending",
+    "Outbox rows (mail and jobs) not delivered yet: pending or being sent",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "authgate_email_outbox_oldest_age_seconds",
+    "Age of the oldest undelivered outbox row (0 when the outbox is empty)",
+)
+HASH_IN_FLIGHT = Gauge(
+    "authgate_password_hash_in_flight",
+    "Password hashes, verifications and strength checks running or waiting for a thread",
+)
+HASH_CAPACITY = Gauge(
+    "authgate_password_hash_capacity",
+    "Jobs the hashing pool admits at once (AUTHGATE_HASH_WORKERS + AUTHGATE_HASH_QUEUE_LIMIT); "
+    "beyond it a request answers 503",
+)
+READY = Gauge(
+    "authgate_ready",
+    "1 when the dependency answered this process's last readiness check (GET /health/ready or "
+    "a scrape of /metrics), else 0",
+    ["dependency"],
+)
+
+
+class _PoolCollector(Collector):
+    """Database pool use, read from the engines' pools at scrape time (SQLAlchemy keeps the
+    counts; nothing is maintained here)."""
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+    def track(self, engine: Engine, capacity: int) -> None:
+        """Report ``engine``'s pool (which may open ``capacity`` connections) while it lives."""
+        self._engines[engine] = capacity
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        in_use = capacity = 0
+        for engine, limit in list(self._engines.items()):
+            pool = engine.pool
+            if isinstance(pool, QueuePool):
+                in_use += pool.checkedout()
+                capacity += limit
+        yield GaugeMetricFamily(
+            "authgate_db_pool_connections_in_use",
+            "Database connections checked out of this process's pools",
+            value=in_use,
+        )
+        yield GaugeMetricFamily(
+            "authgate_db_pool_capacity",
+            "Connections this process's pools may open (pool size + overflow)",
+            value=capacity,
+        )
+
+
+DB_POOLS = _PoolCollector()
+REGISTRY.register(DB_POOLS)

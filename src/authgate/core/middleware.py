@@ -1,10 +1,12 @@
-"""Pure ASGI middleware: request id, security headers, body limits and JSON-only bodies."""
+"""Pure ASGI middleware: request id, security headers, body limits, JSON-only bodies and the
+request latency metric (``authgate_request_duration_seconds`` by method, route and status)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from authgate.config import Settings
 from authgate.core.errors import PayloadTooLarge, problem_body
 from authgate.core.logging import request_id_var
+from authgate.core.metrics import REQUEST_LATENCY
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
@@ -25,6 +28,33 @@ FORM_PATHS = ("/api/v1/auth/token",)
 JSON_OR_FORM_PATHS = ("/api/v1/auth/introspect",)
 FORM_URLENCODED = b"application/x-www-form-urlencoded"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+#: The ``route`` label of requests no route matched (refused before routing, or 404): one
+#: series for all of them, so scanners cannot blow up the metric's cardinality.
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_label(scope: Scope, root_path: str = "") -> str:
+    """The route template that served the request (``/api/v1/sessions/{session_id}``), never the
+    raw path, from what routing leaves in the scope.
+
+    ``scope["route"]`` is the route as its router declared it, without the prefixes it was
+    included under (``/sessions/{session_id}``): the prefix is the part of the request path in
+    front of as many segments as the template has (the template matched them; the prefixes are
+    fixed strings). A mount (the Swagger UI assets) shows as its prefix, which routing adds to
+    ``root_path``, followed by ``/{path}``. ``root_path`` is the scope's before routing.
+    """
+    template = getattr(scope.get("route"), "path_format", None)
+    if isinstance(template, str) and template.startswith("/"):
+        segments = str(scope["path"]).split("/")
+        depth = template.count("/")
+        prefix = "/".join(segments[: len(segments) - depth]) if len(segments) > depth else ""
+        return prefix + template
+    mounted = str(scope.get("root_path", ""))
+    if mounted != root_path and mounted.startswith(root_path):
+        return mounted[len(root_path) :] + "/{path}"
+    return UNMATCHED_ROUTE
 
 
 class _TooLarge(PayloadTooLarge):
@@ -86,16 +116,29 @@ class HardeningMiddleware:
         incoming = raw_headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(8).hex()
         token = request_id_var.set(request_id)
+        root_path = str(scope.get("root_path", ""))
         path: str = scope["path"]
         extra = self._headers(path, request_id)
+        started_at = time.perf_counter()
+        status = 500  # what the server answers when nothing was sent
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
         try:
             refused = self._refuse(scope, raw_headers)
             if refused is not None:
-                await _send_problem(send, *refused, extra)
+                await _send_problem(observed_send, *refused, extra)
                 return
-            await self._call(scope, receive, send, extra)
+            await self._call(scope, receive, observed_send, extra)
         finally:
             request_id_var.reset(token)
+            REQUEST_LATENCY.labels(
+                scope["method"], route_label(scope, root_path), str(status)
+            ).observe(time.perf_counter() - started_at)
 
     def _refuse(
         self, scope: Scope, headers: dict[bytes, bytes]

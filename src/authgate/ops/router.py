@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from authgate.core.metrics import READY
 from authgate.deps import RuntimeDep, SettingsDep
+from authgate.runtime import Runtime
 
 #: Swagger UI 5 assets shipped inside the fastapi-offline wheel: /docs works with no internet.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -50,6 +53,9 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+#: Seconds the database check may take before it counts as down (a scrape must not hang).
+READY_TIMEOUT = 5.0
+
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "description": "The database or the store is down (same body, `status: unavailable`)",
@@ -58,17 +64,26 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@ops.get("/health/ready", status_code=status.HTTP_200_OK, responses=READY_RESPONSES)
-async def ready(runtime: RuntimeDep) -> JSONResponse:
+async def readiness(runtime: Runtime) -> dict[str, str]:
+    """``{dependency: "ok" | "down"}`` for the database and (when configured) Redis; also sets
+    the ``authgate_ready`` gauge, so a scrape of /metrics sees the same answer."""
     checks: dict[str, str] = {}
     try:
-        async with runtime.engine.connect() as conn:
+        async with asyncio.timeout(READY_TIMEOUT), runtime.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception:  # noqa: BLE001 - readiness reports any failure as "down"
         checks["database"] = "down"
     if runtime.settings.redis_url:
         checks["redis"] = "ok" if await runtime.store.ping() else "down"
+    for dependency, state in checks.items():
+        READY.labels(dependency).set(1 if state == "ok" else 0)
+    return checks
+
+
+@ops.get("/health/ready", status_code=status.HTTP_200_OK, responses=READY_RESPONSES)
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    checks = await readiness(runtime)
     ok = all(v == "ok" for v in checks.values())
     headers = {} if ok else {"Retry-After": "5"}
     return JSONResponse(
@@ -79,7 +94,9 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
 
 
 @ops.get("/metrics", status_code=status.HTTP_200_OK, include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
+    # Readiness is measured at each scrape, so an alert on authgate_ready needs no prober.
+    await readiness(runtime)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

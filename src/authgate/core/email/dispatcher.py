@@ -50,7 +50,13 @@ from authgate.core.email.backends import (
 )
 from authgate.core.email.repository import OutboxRepository
 from authgate.core.email.service import EmailService
-from authgate.core.metrics import EMAIL_DEAD, EMAIL_RETRIED, EMAIL_SENT
+from authgate.core.metrics import (
+    EMAIL_DEAD,
+    EMAIL_RETRIED,
+    EMAIL_SENT,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PENDING,
+)
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
@@ -68,6 +74,8 @@ SEND_CONCURRENCY = 4
 RETRY_CAP_SECONDS = 3600.0
 #: How often the loop deletes old sent rows.
 PRUNE_INTERVAL = timedelta(hours=1)
+#: How often the dispatcher measures the outbox backlog for the metrics (one aggregate query).
+BACKLOG_INTERVAL = timedelta(seconds=15)
 #: How long ``stop()`` waits for in-flight sends before cancelling them (claims are released).
 STOP_TIMEOUT = SEND_TIMEOUT + 5
 
@@ -121,6 +129,7 @@ class EmailDispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_prune: datetime | None = None
+        self._last_backlog: datetime | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -170,6 +179,7 @@ class EmailDispatcher:
             try:
                 processed = await self.run_once(batch)
                 await self._maybe_prune()
+                await self._maybe_observe_backlog()
             except* (SQLAlchemyError, OSError) as group:
                 # The database is unavailable: wait and retry; claims run out and nothing is
                 # lost. (``except*``: failures inside the send TaskGroup arrive grouped.)
@@ -191,6 +201,20 @@ class EmailDispatcher:
         if self._last_prune is None or now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
             await self.prune()
+
+    async def _maybe_observe_backlog(self) -> None:
+        now = utc_now()
+        if self._last_backlog is None or now - self._last_backlog >= BACKLOG_INTERVAL:
+            self._last_backlog = now
+            await self.observe_backlog()
+
+    async def observe_backlog(self) -> None:
+        """Set the outbox gauges (``authgate_email_outbox_pending``, ``…_oldest_age_seconds``)."""
+        async with self._sessionmaker() as db:
+            count, oldest = await self._repo.backlog(db)
+        OUTBOX_PENDING.set(count)
+        age = (utc_now() - oldest).total_seconds() if oldest is not None else 0.0
+        OUTBOX_OLDEST_AGE.set(max(age, 0.0))
 
     # -- one batch ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
@@ -204,6 +204,15 @@ class OutboxRepository:
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result)
+
+    async def backlog(self, db: AsyncSession) -> tuple[int, datetime | None]:
+        """How many rows are not delivered yet (pending or being sent), and when the oldest of
+        them was written (None when there is none)."""
+        stmt = select(func.count(EmailOutbox.id), func.min(EmailOutbox.created_at)).where(
+            EmailOutbox.status.in_((OutboxStatus.pending, OutboxStatus.sending))
+        )
+        count, oldest = (await db.execute(stmt)).one()
+        return int(count), oldest
 
     async def dead_letters(self, db: AsyncSession, *, limit: int) -> Sequence[EmailOutbox]:
         """Dead rows, newest first."""

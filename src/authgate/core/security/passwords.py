@@ -54,6 +54,7 @@ from zxcvbn import zxcvbn
 
 from authgate.config import Settings
 from authgate.core.errors import PasswordPolicyError, ServiceUnavailable
+from authgate.core.metrics import HASH_CAPACITY, HASH_IN_FLIGHT
 from authgate.core.security.breaches import BreachChecker
 
 __all__ = ["PasswordPolicy", "PasswordService"]
@@ -347,6 +348,7 @@ class PasswordService:
         # 3.3 s and -20 % throughput at nice 5, back to normal at nice 0).
         self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authgate-strength")
         self._capacity = workers + settings.hash_queue_limit
+        HASH_CAPACITY.set(self._capacity)
         self._in_flight = 0
         # The counter is released from worker threads (future callbacks), hence a thread lock.
         self._lock = threading.Lock()
@@ -476,6 +478,7 @@ class PasswordService:
             if self._in_flight >= self._capacity:
                 raise ServiceUnavailable(_BUSY_DETAIL, retry_after=1)
             self._in_flight += 1
+        HASH_IN_FLIGHT.inc()
         try:
             future: Future[_T] = (executor or self._pool).submit(func, *args)
         except RuntimeError:  # the pool was shut down between the check and the submit
@@ -487,6 +490,7 @@ class PasswordService:
     def _release(self, _future: object = None) -> None:
         with self._lock:
             self._in_flight -= 1
+        HASH_IN_FLIGHT.dec()
 
     async def close(self) -> None:
         """Shut the pool down: queued jobs are cancelled, running ones are awaited."""
