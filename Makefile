@@ -7,12 +7,13 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup run migrate test test-fast lint fmt typecheck bench bench-inprocess openapi clean system-deps
+.PHONY: help setup run migrate test test-fast lint fmt typecheck bench bench-inprocess openapi clean system-deps docs docs-serve docs-screenshots
 
 help:
 	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite, console email, dev keys)"
 	@echo "make test   - set up and run lint, type checks and the whole suite (SQLite + PostgreSQL)"
 	@echo "make bench  - run the benchmark suite (BENCH_DB=postgres for PostgreSQL)"
+	@echo "make docs   - build the documentation site into site/ (strict, offline); make docs-serve"
 	@echo "make lint | fmt | migrate | openapi"
 
 # uv from PyPI with pip when missing; uv uses the machine's Python (never downloads one).
@@ -35,6 +36,21 @@ run: setup
 
 openapi: setup
 	@$(UV) run --frozen authgate openapi
+
+# The documentation site (mkdocs.yml): MkDocs Material, strict, nothing fetched from the network.
+# The settings, HTTP, CLI and metrics references are generated from the code (docsgen/); the
+# suite builds it too (tests/docs/test_site.py), so a broken link fails `make test`.
+DOCS_ADDR ?= 127.0.0.1:8001
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --site-dir site
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs serve --strict --dev-addr $(DOCS_ADDR)
+
+# PNGs of the home page and one guide in docs/screenshots (Debian's chromium, headless).
+docs-screenshots: docs
+	$(UV) run --frozen python scripts/docs-screenshots.py
 
 # Debian packages the test suite runs for real (PostgreSQL server binaries, Redis).
 system-deps:
@@ -65,4 +81,4 @@ bench-inprocess: setup
 	$(UV) run --frozen python -m bench.inprocess register
 
 clean:
-	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from docsgen import cli_ref, http_ref, settings_ref  # noqa: E402
+from docsgen import cli_ref, http_ref, metrics_ref, settings_ref  # noqa: E402
 
 GENERATED = {
     "reference/settings.md": settings_ref.render,
     "reference/http.md": http_ref.render,
     "reference/cli.md": cli_ref.render,
+    "reference/metrics.md": metrics_ref.render,
 }
 
 

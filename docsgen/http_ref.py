@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.routing import Route
 
 from authgate.app import create_app
 from authgate.config import Settings
@@ -163,15 +162,27 @@ def render_schema(name: str, schema: dict[str, Any]) -> list[str]:
     return out
 
 
+def all_routes(app: FastAPI) -> Iterator[Any]:
+    """Every route of the app with its full path. FastAPI ≥ 0.16x keeps included routers as
+    one entry of ``app.routes`` and walks them with ``iter_route_contexts``; older versions list
+    the routes themselves."""
+    walk = getattr(fastapi.routing, "iter_route_contexts", None)
+    return iter(walk(app.routes)) if walk is not None else iter(app.routes)
+
+
 def unlisted_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """``(METHODS, path)`` of the routes the OpenAPI document leaves out on purpose."""
+    """``(METHODS, path)`` of the routes the OpenAPI document leaves out on purpose: every
+    method-bearing route none of whose methods the document lists (mounts have no methods)."""
+    documented = app.openapi().get("paths", {})
     rows: list[tuple[str, str]] = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.include_in_schema:
+    for route in all_routes(app):
+        methods = sorted(m for m in (getattr(route, "methods", None) or ()) if m != "HEAD")
+        path = getattr(route, "path", None)
+        if not methods or not isinstance(path, str):
             continue
-        if isinstance(route, Route) and route.methods:
-            methods = ", ".join(sorted(m for m in route.methods if m != "HEAD"))
-            rows.append((methods, route.path))
+        if any(m.lower() in documented.get(path, {}) for m in methods):
+            continue
+        rows.append((", ".join(methods), path))
     return rows
 
 

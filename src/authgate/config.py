@@ -72,16 +72,28 @@ class OAuthProviderConfig(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid")
 
+    #: The provider's name in URLs (``/oauth/{name}/authorize``): lowercase letters, digits,
+    #: ``_`` and ``-``.
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    #: ``oidc`` (discovered from ``issuer``) or ``github`` (plain OAuth 2 with GitHub's endpoints).
     kind: Literal["oidc", "github"] = "oidc"
+    #: The OpenID Connect issuer (``{issuer}/.well-known/openid-configuration``); required for
+    #: ``oidc``.
     issuer: str | None = None
+    #: The client id registered at the provider.
     client_id: str
+    #: The client secret registered at the provider.
     client_secret: SecretStr
+    #: Scopes to ask for; default ``openid email profile`` (oidc), ``read:user user:email``
+    #: (github).
     scopes: list[str] | None = None
     #: Overrides for plain OAuth2 providers and tests; discovered from ``issuer`` for OIDC.
     authorize_url: str | None = None
+    #: Token endpoint override (discovered from ``issuer`` for OIDC).
     token_url: str | None = None
+    #: UserInfo endpoint override (discovered from ``issuer`` for OIDC).
     userinfo_url: str | None = None
+    #: RFC 7009 revocation endpoint (override, or supplied for GitHub-like providers).
     revocation_url: str | None = None
 
 
@@ -132,32 +144,65 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    #: ``production`` refuses to start while a development default or an unsafe setting is in
+    #: force (``production_problems``); ``test`` is for test suites.
     env: Environment = Environment.development
+    #: Allow a single-node production on SQLite, deliberately (otherwise refused).
     allow_sqlite_in_production: bool = False
 
+    #: SQLAlchemy async URL of the database: ``postgresql+asyncpg://…`` in production; the
+    #: directory of a SQLite file is created.
     database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
     #: Connections kept open per process (and as many again in overflow under bursts).
     database_pool_size: int = Field(default=20, ge=1)
+    #: ``redis://…`` for rate-limit windows, the login throttle and revocations; unset, an
+    #: in-process store is used, which is right for one process only.
     redis_url: str | None = None
+    #: Seconds each Redis call (connect and answer) may take; past it the request answers 503
+    #: (never admitted unchecked).
     store_timeout: float = Field(default=0.5, gt=0)
 
+    #: The URL clients reach authgate at: the ``iss`` of every token and the base of API links;
+    #: never taken from the ``Host`` header. Production requires https.
     public_url: str = "http://127.0.0.1:8000"
+    #: The SPA: base of the links in emails (``{FRONTEND_URL}/verify-email?token=…``,
+    #: ``/reset-password?token=…``) and the default CORS origin and redirect target.
     frontend_url: str = "http://localhost:5173"
+    #: Where an OAuth sign-in may send the browser back to, compared as exact strings;
+    #: unset: ``[FRONTEND_URL]``. Production requires https.
     allowed_redirect_urls: Annotated[list[str] | None, NoDecode] = None
+    #: Exact origins allowed by CORS (with credentials) and by the refresh cookie's Origin check;
+    #: unset: ``[FRONTEND_URL]``; ``*`` is refused.
     cors_origins: Annotated[list[str] | None, NoDecode] = None
+    #: IPs or CIDRs of the proxies whose ``X-Forwarded-For`` is believed; the right-most
+    #: untrusted hop is the client. A range covering every address is refused in production.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Largest request body accepted; a larger one is refused with 413.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
+    #: Algorithm of the access tokens' signing keys (``authgate keys rotate`` makes a key of it).
     jwt_algorithm: JwtAlgorithm = "EdDSA"
+    #: The ``aud`` claim of access tokens.
     jwt_audience: str = "authgate"
+    #: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
     jwt_leeway: int = Field(default=30, ge=0, le=60)
+    #: Seconds an access token is valid.
     access_token_ttl: int = Field(default=900, ge=1)
+    #: Absolute lifetime of a session in seconds, whatever its refreshes.
     refresh_token_ttl: int = Field(default=2_592_000, ge=1)
+    #: Seconds a session may go without a refresh before it ends.
     refresh_token_idle_ttl: int = Field(default=1_209_600, ge=1)
+    #: Seconds during which a replay of the refresh token just rotated returns the same
+    #: successor instead of ending the session (two tabs, a retried request); 10 is
+    #: recommended for SPAs in cookie mode, 0 switches it off.
     refresh_reuse_grace: int = Field(default=0, ge=0, le=60)
+    #: Seconds an email verification link is valid.
     verification_token_ttl: int = Field(default=86_400, ge=1)
+    #: Seconds a password reset link is valid.
     reset_token_ttl: int = Field(default=1_800, ge=1)
+    #: Seconds the confirmation link of an email change is valid.
     email_change_token_ttl: int = Field(default=86_400, ge=1)
+    #: Seconds the one-time ``ago_`` code of a provider sign-in may be redeemed.
     oauth_code_ttl: int = Field(default=60, ge=1)
 
     #: Name of the HttpOnly cookie that carries the refresh token of a browser session
@@ -178,6 +223,8 @@ class Settings(BaseSettings):
     #: Seconds a process may reuse what the database said about a token's user and session
     #: (revocations still apply at once through the store); 0 disables the cache.
     access_cache_ttl: float = Field(default=1.0, ge=0, le=5)
+    #: Access tokens whose signature and claims a process remembers as verified (LRU,
+    #: each until its ``exp``); 0 disables the cache.
     verified_token_cache_size: int = Field(default=10_000, ge=0)
     #: How often a process re-reads the signing key directory (key rotation reaches it by then).
     key_reload_interval: int = Field(default=30, ge=1, le=60)
@@ -197,12 +244,22 @@ class Settings(BaseSettings):
         default_factory=list
     )
 
+    #: Keys the hashes of every opaque token (refresh tokens, links, codes) and the throttle's
+    #: known devices: at least 32 random bytes. Development: generated under ``KEYS_DIR``;
+    #: production: supplied. Changing it signs everybody out.
     secret_key: SecretStr | None = None
+    #: Directory of the JWT signing key ring (``authgate keys rotate/list/retire``); unset in
+    #: development: ``KEYS_DIR/signing``, generated. Production: supplied, never generated.
     signing_keys_dir: Path | None = None
+    #: Key ring for data encrypted at rest (provider tokens, TOTP secrets, outbox payloads):
+    #: ``kid:base64key,…``, the first one encrypts. Development: generated under ``KEYS_DIR``.
     encryption_keys: SecretStr | None = None
+    #: Where development keys are generated and kept (directories 0700, files 0600).
     keys_dir: Path = Path("./var/keys")
 
+    #: Fewest code points (after NFKC) a new password may have; no composition rules.
     password_min_length: int = Field(default=15, ge=8, le=64)
+    #: Most code points a password may have; longer input is refused before hashing.
     password_max_length: int = Field(default=256, ge=64, le=1024)
     #: Lowest zxcvbn score (0-4) a new password may have; 0 switches the strength check off.
     password_min_strength: int = Field(default=3, ge=0, le=4)
@@ -215,36 +272,62 @@ class Settings(BaseSettings):
     password_breach_fail: BreachFail = "open"  # noqa: S105 (a mode, not a secret)
     #: Argon2id cost. OWASP minimum is m=19 MiB, t=2, p=1; see docs/passwords.md for the measurement.
     argon2_memory_cost: int = Field(default=19_456, ge=19_456)
+    #: Argon2id iterations (``t``).
     argon2_time_cost: int = Field(default=2, ge=2)
+    #: Argon2id lanes (``p``).
     argon2_parallelism: int = Field(default=1, ge=1)
     #: Threads that hash passwords (0 = one per core) and how many hashes may wait for one.
     hash_workers: int = Field(default=0, ge=0)
+    #: Jobs that may wait for a hashing thread; beyond it a request answers 503 at once.
     hash_queue_limit: int = Field(default=64, ge=1)
 
+    #: How mail leaves: ``console`` (printed; development only), ``smtp`` or ``ses``.
     email_backend: EmailBackend = "console"
+    #: The sender address of every message.
     email_from: str = "authgate@localhost"
+    #: SMTP server host (``EMAIL_BACKEND=smtp``).
     smtp_host: str = "localhost"
+    #: SMTP server port.
     smtp_port: int = 25
+    #: SMTP user name; unset: no authentication.
     smtp_username: str | None = None
+    #: SMTP password.
     smtp_password: SecretStr | None = None
+    #: ``none``, ``starttls`` (upgrade after connecting) or ``tls`` (implicit TLS).
     smtp_tls: SmtpTls = "none"
+    #: Seconds an SMTP connection or command may take.
     smtp_timeout: float = 10.0
+    #: AWS region of SES (``EMAIL_BACKEND=ses``); credentials come from the standard AWS chain.
     ses_region: str = "us-east-1"
+    #: SES endpoint; unset: the region's default. Points at a local stand-in in development.
     ses_endpoint_url: str | None = None
+    #: SES configuration set to send with (event publishing); unset: none.
     ses_configuration_set: str | None = None
+    #: Check the address's domain in DNS at registration (never on look-ups).
     email_check_deliverability: bool = False
     #: Run the outbox dispatcher inside ``serve`` (switch off when ``authgate worker`` runs).
     email_dispatcher_enabled: bool = True
+    #: Delivery attempts of an outbox row before it is dead (``authgate email dead``).
     email_max_attempts: int = Field(default=8, ge=1)
+    #: Base of the exponential back-off between attempts (full jitter, capped at 1 h).
     email_retry_base_seconds: float = Field(default=2.0, gt=0)
+    #: Seconds the dispatcher waits between looks at the outbox when nothing woke it.
     email_poll_interval: float = Field(default=1.0, gt=0)
+    #: Days sent outbox rows are kept before the dispatcher deletes them.
     email_sent_retention_days: int = Field(default=7, ge=0)
 
+    #: External identity providers, a JSON list of ``{name, kind: oidc|github, issuer?,
+    #: client_id, client_secret, scopes?}`` (the entries are below; docs/oauth.md).
     oauth_providers: Annotated[list[OAuthProviderConfig], NoDecode] = Field(default_factory=list)
+    #: A provider sign-in with a provider-verified address joins the verified local
+    #: account of that address (off: ``?error=account_exists``).
     oauth_link_by_email: bool = False
+    #: Seconds each request to a provider may take.
     oauth_http_timeout: float = 10.0
 
+    #: Level of the service's logs (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``).
     log_level: str = "INFO"
+    #: JSON log lines; unset: JSON in production, text otherwise.
     log_json: bool | None = None
 
     @field_validator(
