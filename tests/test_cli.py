@@ -267,7 +267,10 @@ def test_dead_email_is_listed_and_sent_again(cli: Cli) -> None:
     ]
     assert rows[1]["last_error"] == "SES: throttled" and rows[1]["attempts"] == 8
 
-    assert f"{retryable} queued again" in cli.run("email", "retry", str(retryable)).stdout
+    retried = [
+        json.loads(line) for line in cli.run("email", "retry", str(retryable)).stdout.splitlines()
+    ]
+    assert retried == [{"id": str(retryable), "queued": True}, {"queued": 1, "failed": 0}]
     with sqlite3.connect(cli.db_path) as db:
         status, attempts = db.execute(
             "SELECT status, attempts FROM email_outbox WHERE id = ?", (retryable.hex,)

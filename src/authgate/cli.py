@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from authgate.cli_output import Report
 from authgate.config import Settings
 
 
@@ -109,10 +110,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
             SigningKeyRing.retire(directory, args.kid)
             print(f"retired {args.kid}")  # noqa: T201
         elif args.keys_command == "reencrypt":
+            from authgate.core.security.secrets import encryption_keys
             from authgate.housekeeping import reencrypt_all
 
-            count = asyncio.run(reencrypt_all(settings))
-            print(f"re-encrypted {count} values with the current key")  # noqa: T201
+            report = Report()
+            current = encryption_keys(settings)[0].kid
+            count = asyncio.run(report.step("re-encrypting", reencrypt_all(settings)))
+            report.summary(
+                {"reencrypted": count, "key_id": current},
+                f"re-encrypted {count} values with the current key {current}",
+            )
     except KeyRingError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -131,71 +138,236 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 def cmd_purge_expired(_args: argparse.Namespace) -> int:
     from authgate.housekeeping import purge_expired
 
-    counts = asyncio.run(purge_expired(_settings()))
-    print(json.dumps(counts))  # noqa: T201
+    report = Report()
+    counts = asyncio.run(report.step("deleting expired rows", purge_expired(_settings())))
+    human = ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items())
+    report.summary(counts, f"deleted {human}")
     return 0
 
 
 def cmd_email(args: argparse.Namespace) -> int:
-    from authgate.housekeeping import list_dead_email, retry_dead_email
+    from authgate.housekeeping import list_dead_email
 
     settings = _settings()
     if args.email_command == "dead":
         for row in asyncio.run(list_dead_email(settings, args.limit)):
             print(json.dumps(row))  # noqa: T201
+        return 0
+    return asyncio.run(_retry_dead_email(settings, args))
+
+
+async def _retry_dead_email(settings: Settings, args: argparse.Namespace) -> int:
+    """``email retry ID…`` / ``--all``: each message queued again, one report line each; exit 1
+    when any could not be (unknown id, not dead, payload gone)."""
+    from authgate.core.errors import NotFound
+    from authgate.housekeeping import list_dead_email, retry_dead_email
+
+    report = Report()
+    if args.all:
+        rows = await list_dead_email(settings, args.limit)
+        ids = [row["id"] for row in rows if row["retryable"]]
     else:
+        ids = list(args.ids)
+        if not ids:
+            report.error("name the messages to retry (IDs from `authgate email dead`) or --all")
+            return 2
+    queued = failed = 0
+    for index, raw in enumerate(ids, start=1):
+        report.progress("queueing dead messages again", index - 1, len(ids))
         try:
-            outbox_id = uuid.UUID(args.id)
+            outbox_id = uuid.UUID(raw)
+            await retry_dead_email(settings, outbox_id)
         except ValueError:
-            print(f"error: {args.id!r} is not a message id", file=sys.stderr)  # noqa: T201
-            return 1
-        asyncio.run(retry_dead_email(settings, outbox_id))
-        print(f"{outbox_id} queued again")  # noqa: T201
-    return 0
+            failed += 1
+            report.error(f"{raw!r} is not a message id")
+            report.item({"id": raw, "queued": False, "error": "not a message id"}, None)
+            continue
+        except NotFound as exc:
+            failed += 1
+            report.error(exc.detail)
+            report.item({"id": raw, "queued": False, "error": "not a retryable dead message"}, None)
+            continue
+        queued += 1
+        report.item({"id": str(outbox_id), "queued": True}, f"{outbox_id} queued again")
+    report.summary(
+        {"queued": queued, "failed": failed},
+        f"{queued} queued again, {failed} failed" if ids else "no retryable dead messages",
+    )
+    return 1 if failed else 0
+
+
+#: Shown under every command's --help (argparse epilogs, kept as written).
+EPILOG_OUTPUT = """
+Output: on a terminal, progress on stderr and a summary on stdout; piped, JSON lines on stdout
+(one object per item, the summary last). Exit status: 0 done, 1 failed, 2 wrong usage."""
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    examples: str,
+    *,
+    output: bool = False,
+) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with ``examples`` (and the output rules for long ones)."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines())
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=epilog + ("\n" + EPILOG_OUTPUT if output else ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authgate", description="authgate authentication service")
+    parser = argparse.ArgumentParser(
+        prog="authgate",
+        description="authgate authentication service",
+        epilog="examples:\n  authgate serve --port 8000\n  authgate keys rotate\n"
+        "  authgate purge-expired | jq .\n\n"
+        "Every setting is an AUTHGATE_* environment variable (also read from ./.env).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve = _command(
+        sub,
+        "serve",
+        "serve the HTTP API",
+        """
+authgate serve                                 # http://127.0.0.1:8000
+authgate serve --host 0.0.0.0 --port 8000 --workers 2   # more than one needs AUTHGATE_REDIS_URL
+""",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (more than one needs Redis)"
+    )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
-    sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(func=cmd_openapi)
-    sub.add_parser("worker", help="run the email outbox dispatcher").set_defaults(func=cmd_worker)
-    sub.add_parser("purge-expired", help="delete expired tokens and sessions").set_defaults(
-        func=cmd_purge_expired
-    )
+    _command(
+        sub,
+        "migrate",
+        "upgrade the database schema",
+        "AUTHGATE_DATABASE_URL=postgresql+asyncpg://authgate:…@db/authgate authgate migrate",
+    ).set_defaults(func=cmd_migrate)
+    _command(
+        sub, "openapi", "print the OpenAPI spec", "authgate openapi > openapi.json"
+    ).set_defaults(func=cmd_openapi)
+    _command(
+        sub,
+        "worker",
+        "run the email outbox dispatcher",
+        "AUTHGATE_EMAIL_DISPATCHER_ENABLED=false authgate serve &   # web processes only\n"
+        "authgate worker                                            # delivers the outbox",
+    ).set_defaults(func=cmd_worker)
+    _command(
+        sub,
+        "purge-expired",
+        "delete expired tokens and sessions",
+        """
+authgate purge-expired                 # progress, then "deleted 3 action tokens, …"
+authgate purge-expired | jq .sessions  # piped: {"action_tokens": 3, "sessions": 2, …}
+""",
+        output=True,
+    ).set_defaults(func=cmd_purge_expired)
 
-    admin = sub.add_parser("create-admin", help="create (or promote) a verified superuser")
-    admin.add_argument("email")
-    admin.add_argument("--password-stdin", action="store_true")
+    admin = _command(
+        sub,
+        "create-admin",
+        "create (or promote) a verified superuser",
+        """
+authgate create-admin admin@example.com                    # asks for the password
+printf '%s\\n' "$PASSWORD" | authgate create-admin admin@example.com --password-stdin
+""",
+    )
+    admin.add_argument("email", help="the account's address (created if new)")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     admin.set_defaults(func=cmd_create_admin)
 
-    keys = sub.add_parser("keys", help="manage the signing and encryption keys")
+    keys = _command(
+        sub,
+        "keys",
+        "manage the signing and encryption keys",
+        "authgate keys rotate\nauthgate keys list",
+    )
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    keys_sub.add_parser("rotate", help="make a new signing key current")
-    keys_sub.add_parser("list", help="list signing keys (no private material)")
-    retire = keys_sub.add_parser("retire", help="remove an old signing key")
-    retire.add_argument("kid")
-    keys_sub.add_parser("reencrypt", help="re-encrypt stored secrets with the current key")
+    _command(
+        keys_sub,
+        "rotate",
+        "make a new signing key current",
+        "authgate keys rotate      # running processes pick it up within "
+        "AUTHGATE_KEY_RELOAD_INTERVAL",
+    )
+    _command(
+        keys_sub,
+        "list",
+        "list signing keys (no private material)",
+        "authgate keys list        # kid<TAB>alg<TAB>created<TAB>current",
+    )
+    retire = _command(
+        keys_sub,
+        "retire",
+        "remove an old signing key",
+        "authgate keys retire 2026-11-01T10:00:00Z-ab12   # after the access token lifetime",
+    )
+    retire.add_argument("kid", help="the key id, as `authgate keys list` shows it")
+    _command(
+        keys_sub,
+        "reencrypt",
+        "re-encrypt stored secrets with the current key",
+        """
+AUTHGATE_ENCRYPTION_KEYS=k2:NEW,k1:OLD authgate keys reencrypt
+authgate keys reencrypt | jq .reencrypted   # piped: {"reencrypted": 12, "key_id": "k2"}
+""",
+        output=True,
+    )
     keys.set_defaults(func=cmd_keys)
 
-    email = sub.add_parser("email", help="look at and retry undeliverable email")
+    email = _command(
+        sub,
+        "email",
+        "look at and retry undeliverable email",
+        "authgate email dead\nauthgate email retry --all",
+    )
     email_sub = email.add_subparsers(dest="email_command", required=True)
-    dead = email_sub.add_parser("dead", help="list dead messages, newest first (JSON lines)")
-    dead.add_argument("--limit", type=int, default=100)
-    retry = email_sub.add_parser("retry", help="send a dead message again (after a fix)")
-    retry.add_argument("id")
+    dead = _command(
+        email_sub,
+        "dead",
+        "list dead messages, newest first (JSON lines)",
+        "authgate email dead --limit 20 | jq -r 'select(.retryable) | .id'",
+    )
+    dead.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    retry = _command(
+        email_sub,
+        "retry",
+        "send dead messages again (after a fix)",
+        """
+authgate email retry 3f1c…            # one message
+authgate email retry --all            # every retryable dead message (up to --limit)
+authgate email dead | jq -r 'select(.retryable) | .id' | xargs authgate email retry
+""",
+        output=True,
+    )
+    retry.add_argument("ids", nargs="*", metavar="ID", help="message ids from `email dead`")
+    retry.add_argument(
+        "--all", action="store_true", help="retry every retryable dead message instead"
+    )
+    retry.add_argument(
+        "--limit", type=int, default=1000, help="with --all: at most this many (default 1000)"
+    )
     email.set_defaults(func=cmd_email)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from authgate.core.errors import AuthgateError
 
     args = build_parser().parse_args(argv)
@@ -204,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuthgateError as exc:  # e.g. a password refused by the policy in create-admin
         print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
         return 1
+    except (SQLAlchemyError, OSError) as exc:
+        # The database (or a file) is unreachable: one line, no traceback. The engines hide
+        # bound parameters, and only the error's class is named.
+        print(f"error: {type(exc).__name__}: the operation failed", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)  # noqa: T201
+        return 130
     return result
 
 
