@@ -53,6 +53,10 @@ class TokenGrant:
 
 
 class AuthService:
+    """The orchestrator of sign-up and sign-in: it sequences the specialists (passwords,
+    sessions, verification, reset, throttle, rate limits, audit) and decides nothing they own.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -80,6 +84,24 @@ class AuthService:
     async def register(
         self, db: AsyncSession, email: str, password: str, name: str | None, client: ClientInfo
     ) -> None:
+        """Register an address, answering the same way whether or not it has an account.
+
+        A new address gets an account and a verification link; the owner of a verified (or
+        disabled) account gets a notice instead; a second sign-up of an unverified address gets a
+        link of its own and changes nothing until it is followed (docs/api.md).
+
+        Args:
+            db: The request's unit of work.
+            email: The address as typed.
+            password: The new password; checked against the policy and hashed in every case, so
+                an existing address costs the same time as a new one.
+            name: The display name, or None.
+            client: The caller's IP address and User-Agent.
+
+        Raises:
+            PasswordPolicyError: The password is refused (``weak_password``).
+            RateLimited: A per-address limit is spent.
+        """
         address = normalize_email(
             email, check_deliverability=self._settings.email_check_deliverability
         )
@@ -138,6 +160,19 @@ class AuthService:
         )
 
     async def resend_verification(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
+        """Queue a fresh verification link for ``email``, whatever the address.
+
+        The work happens after the answer (an outbox job), so neither the answer nor its timing
+        tells whether the address has an unverified account.
+
+        Args:
+            db: The request's unit of work.
+            email: The address as typed.
+            client: The caller's IP address and User-Agent.
+
+        Raises:
+            RateLimited: ``verify_resend_email`` is spent for this address.
+        """
         address = try_normalize_email(email)
         await self._limiter.per_address(Limit.verify_resend_email, address, email)
         self._verification.request_resend(db, address)
@@ -180,6 +215,22 @@ class AuthService:
     async def login(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
     ) -> IssuedTokens:
+        """Sign in with email and password and open a session.
+
+        Args:
+            db: The request's unit of work.
+            email: The address as typed.
+            password: The password as typed.
+            client: The caller's IP address and User-Agent (remembered as a known device).
+
+        Returns:
+            The new session's access and refresh tokens.
+
+        Raises:
+            InvalidCredentials: Unknown address, wrong password or disabled account, alike.
+            EmailNotVerified: The password is right but the address is not verified yet.
+            RateLimited: The per-account throttle refuses the attempt.
+        """
         user, new_hash = await self.authenticate(db, email, password, client)
         if not user.email_verified:
             LOGINS.labels("unverified").inc()
@@ -236,6 +287,19 @@ class AuthService:
             ) from exc
 
     async def forgot_password(self, db: AsyncSession, email: str, client: ClientInfo) -> None:
+        """Queue a password reset for ``email``, answering the same way for every address.
+
+        The link is issued and mailed after the answer (an outbox job), and only to an active
+        account.
+
+        Args:
+            db: The request's unit of work.
+            email: The address as typed.
+            client: The caller's IP address and User-Agent.
+
+        Raises:
+            RateLimited: ``forgot_password_email`` is spent for this address.
+        """
         # Limited per normalised address whether or not it exists (a 429 says nothing), and
         # per IP on the route.
         address = try_normalize_email(email)

@@ -91,6 +91,11 @@ __all__ = [
 
 
 class OAuthService:
+    """Sign-in and linking with external providers: starts the authorization code flow (PKCE,
+    state, nonce, browser binding), handles the callback, redeems the one-time code and manages
+    a user's connections.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -141,6 +146,26 @@ class OAuthService:
         *,
         link_user: User | None = None,
     ) -> FlowStart:
+        """Start an authorization code flow (``GET /oauth/{provider}/authorize``).
+
+        Stores a pending sign-in (the state's hash, the PKCE verifier and nonce encrypted, the
+        browser-binding cookie's hash) and builds the provider's authorization URL.
+
+        Args:
+            db: The request's unit of work.
+            provider: A configured provider's name.
+            redirect_url: Where the browser returns to; must be in the allowlist exactly
+                (None: the first entry).
+            link_user: The signed-in user when the flow links a provider instead of signing in.
+
+        Returns:
+            The authorization URL and the binding cookie to set.
+
+        Raises:
+            NotFound: Unknown provider.
+            InvalidRedirectUrl: ``redirect_url`` is not in ``AUTHGATE_ALLOWED_REDIRECT_URLS``.
+            ProviderUnavailable: The provider's discovery document cannot be fetched.
+        """
         self.providers.config(provider)  # 404 for an unknown provider
         target = self.check_redirect_url(redirect_url)
         try:
@@ -473,6 +498,15 @@ class OAuthService:
     # -- connections ------------------------------------------------------------------------
 
     async def connections(self, db: AsyncSession, user: User) -> list[OAuthIdentity]:
+        """The user's provider connections (``GET /oauth/connections``).
+
+        Args:
+            db: The request's unit of work.
+            user: The signed-in user.
+
+        Returns:
+            One identity per connected provider.
+        """
         return await self._repo.identities_of_user(db, user.id)
 
     async def unlink(self, db: AsyncSession, user: User, provider: str, client: ClientInfo) -> None:

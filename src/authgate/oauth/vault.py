@@ -62,6 +62,11 @@ class TokenInfo:
 
 
 class ProviderTokenVault:
+    """The encrypted store of the providers' access and refresh tokens: stores them after a
+    sign-in, hands out a valid access token (refreshing it once for concurrent callers), and
+    revokes them at the provider.
+    """
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],

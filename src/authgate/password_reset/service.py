@@ -27,6 +27,10 @@ from authgate.users.takeover import AddressProven
 
 
 class PasswordResetService:
+    """Password reset: issues the links (after the answer, as an outbox job) and performs the
+    reset.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -92,6 +96,25 @@ class PasswordResetService:
     async def reset(
         self, db: AsyncSession, token: str, new_password: str, client: ClientInfo
     ) -> User:
+        """Set a new password with a reset link (``POST /auth/password/reset``).
+
+        The password is checked before the token is spent, so a refused password leaves the link
+        usable. A successful reset ends every session, lifts the account's sign-in throttle and
+        mails the owner.
+
+        Args:
+            db: The request's unit of work.
+            token: The ``agp_`` token from the link.
+            new_password: The new password.
+            client: The caller (its device becomes a known one for the throttle).
+
+        Returns:
+            The user whose password was reset.
+
+        Raises:
+            InvalidToken: The token is unknown, used or expired, or its account is disabled.
+            PasswordPolicyError: The new password is refused (``weak_password``).
+        """
         # Check the policy before spending the token: a refused password leaves it usable.
         pending = await self._tokens.peek(db, ActionKind.reset_password, token)
         user = await self._users.by_id(db, pending.user_id) if pending else None

@@ -81,6 +81,10 @@ class IssuedTokens:
 
 
 class SessionService:
+    """Sessions as refresh-token families: opens them, rotates their refresh tokens with reuse
+    detection, checks access tokens against them and ends them (see the module docstring).
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -112,6 +116,17 @@ class SessionService:
     async def open(
         self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
     ) -> IssuedTokens:
+        """Open a session for ``user`` and issue its first token pair.
+
+        Args:
+            db: The unit of work of the sign-in.
+            user: The user signing in.
+            client: IP address and User-Agent, recorded on the session.
+            method: How the user signed in (``password``, ``oauth:<provider>``, …).
+
+        Returns:
+            The access token, the first refresh token of the family and their lifetimes.
+        """
         now = utc_now()
         expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
         token_expires_at = self._token_deadline(now, expires_at)
@@ -309,6 +324,19 @@ class SessionService:
         reason: str,
         audit: AuditType,
     ) -> bool:
+        """End one session: its refresh token stops working and its access tokens are refused on
+        every process.
+
+        Args:
+            db: The request's unit of work.
+            session_id: The session (the ``sid`` claim).
+            client: The caller, for the audit record.
+            reason: Why, stored on the session (``logout``, ``user_revoked``, …).
+            audit: The audit event to record when the session was live.
+
+        Returns:
+            Whether a live session was ended (False for an unknown or already ended one).
+        """
         session = await self._repo.get_session(db, session_id)
         if session is None:
             return False
@@ -423,8 +451,24 @@ class SessionService:
         )
 
     async def logout_all(self, db: AsyncSession, user: User, client: ClientInfo) -> None:
+        """End every session of ``user`` (``POST /auth/logout-all``) and audit it.
+
+        Args:
+            db: The request's unit of work.
+            user: The signed-in user.
+            client: The caller, for the audit record.
+        """
         await self.end_all(db, user, reason="logout_all")
         self._audit.record(db, AuditType.logout_all, user_id=user.id, client=client)
 
     async def list_active(self, db: AsyncSession, user: User) -> list[SessionView]:
+        """The user's live sessions, for ``GET /sessions``.
+
+        Args:
+            db: The request's unit of work.
+            user: The signed-in user.
+
+        Returns:
+            One view per session that has neither ended nor expired.
+        """
         return await self._repo.active_sessions(db, user.id, utc_now())

@@ -44,6 +44,10 @@ class Registration:
 
 
 class VerificationService:
+    """Email verification links, the links of a later sign-up of an unverified address, and the
+    confirmation of an email change.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -154,6 +158,19 @@ class VerificationService:
         )
 
     async def verify(self, db: AsyncSession, token: str, client: ClientInfo) -> User:
+        """Spend a verification or email-change link (``POST /auth/verify-email``).
+
+        Args:
+            db: The request's unit of work.
+            token: The ``agv_`` token from the link.
+            client: The caller, for the audit record.
+
+        Returns:
+            The user, now verified (or with the new address).
+
+        Raises:
+            InvalidToken: The token is unknown, used, expired, or its account is disabled.
+        """
         if isinstance(token, str) and token.startswith(TokenKind.email_change.value):
             return await self._confirm_email_change(db, token, client)
         spent = await self._tokens.consume(db, VERIFY_KINDS, token)

@@ -122,6 +122,10 @@ def associated_data(outbox_id: uuid.UUID, template: str) -> bytes:
 
 
 class EmailService:
+    """Writes mail and jobs to the outbox in the caller's transaction, renders templates and
+    knows the job handlers; the dispatcher delivers.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -137,6 +141,12 @@ class EmailService:
         self._jobs: dict[str, JobHandler] = {}
 
     def register_job(self, job: EmailJob, handler: JobHandler) -> None:
+        """Register the handler the dispatcher runs for outbox jobs of kind ``job``.
+
+        Args:
+            job: The job kind.
+            handler: Called with the job's transaction and its decrypted context.
+        """
         self._jobs[EmailJob(job).value] = handler
 
     def job_handler(self, name: str) -> JobHandler | None:
@@ -145,10 +155,19 @@ class EmailService:
 
     @staticmethod
     def is_job(name: str) -> bool:
+        """Whether an outbox row's template column names a job rather than a mail.
+
+        Args:
+            name: The ``template`` column of an outbox row.
+
+        Returns:
+            True for ``job:…`` kinds.
+        """
         return name in EmailJob._value2member_map_
 
     @property
     def sender(self) -> str:
+        """The ``From`` address (``AUTHGATE_EMAIL_FROM``), checked to be one header line."""
         return check_header("from", self._settings.email_from)
 
     def render(self, template: EmailTemplate, context: Mapping[str, Any]) -> RenderedEmail:

@@ -56,6 +56,11 @@ def new_key_spec(kid: str) -> str:
 
 
 class EncryptionService:
+    """AES-256-GCM with a key ring (``AUTHGATE_ENCRYPTION_KEYS``): encrypts with the current key,
+    decrypts with whichever key a ciphertext names; associated data binds each ciphertext to
+    its row and field.
+    """
+
     def __init__(self, keys: list[EncryptionKey]) -> None:
         if not keys:
             raise ValueError("the encryption key ring is empty")
@@ -64,15 +69,39 @@ class EncryptionService:
 
     @property
     def current_kid(self) -> str:
+        """The id of the key new ciphertexts are made with (the first of the ring)."""
         return self._current.kid
 
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        """Encrypt with the current key.
+
+        Args:
+            plaintext: What to encrypt.
+            associated_data: What the ciphertext is bound to (row id, field); the same bytes are
+                needed to decrypt.
+
+        Returns:
+            Version, key id, nonce and ciphertext in one blob.
+        """
         kid = self._current.kid.encode()
         nonce = os.urandom(NONCE_BYTES)
         body = self._by_kid[self._current.kid].encrypt(nonce, plaintext, associated_data)
         return bytes([_VERSION, len(kid)]) + kid + nonce + body
 
     def decrypt(self, blob: bytes, associated_data: bytes) -> bytes:
+        """Decrypt a blob made by ``encrypt`` with any key of the ring.
+
+        Args:
+            blob: The stored ciphertext.
+            associated_data: The bytes it was bound to.
+
+        Returns:
+            The plaintext.
+
+        Raises:
+            DecryptionError: Unknown format or key id, or the ciphertext does not authenticate
+                (altered, or bound to other data).
+        """
         kid, nonce, body = self._split(blob)
         aead = self._by_kid.get(kid)
         if aead is None:
@@ -87,9 +116,29 @@ class EncryptionService:
         return self._split(blob)[0]
 
     def needs_reencrypt(self, blob: bytes) -> bool:
+        """Whether ``blob`` was made with another key than the current one.
+
+        Args:
+            blob: A stored ciphertext.
+
+        Returns:
+            True when ``authgate keys reencrypt`` should rewrite it.
+        """
         return self.key_id_of(blob) != self._current.kid
 
     def reencrypt(self, blob: bytes, associated_data: bytes) -> bytes:
+        """Decrypt ``blob`` and encrypt it again with the current key.
+
+        Args:
+            blob: A stored ciphertext.
+            associated_data: The bytes it is bound to (kept).
+
+        Returns:
+            The new ciphertext.
+
+        Raises:
+            DecryptionError: The blob cannot be decrypted with the ring.
+        """
         return self.encrypt(self.decrypt(blob, associated_data), associated_data)
 
     @staticmethod

@@ -92,6 +92,10 @@ def _canonical_uuid(value: Any) -> uuid.UUID:
 
 
 class JWTService:
+    """Issues and verifies access tokens (JWT, ``typ: at+jwt``) with the signing key ring, and
+    publishes its public keys as a JWKS.
+    """
+
     def __init__(self, settings: Settings, ring: SigningKeyRing) -> None:
         if ring.algorithm != settings.jwt_algorithm:
             raise ValueError("the key ring holds keys of another algorithm than configured")
@@ -119,6 +123,7 @@ class JWTService:
 
     @property
     def ring(self) -> SigningKeyRing:
+        """The signing key ring (reloaded from disk every ``KEY_RELOAD_INTERVAL``)."""
         return self._ring
 
     # -- issuing ------------------------------------------------------------------------------------

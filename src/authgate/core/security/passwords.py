@@ -360,6 +360,7 @@ class PasswordService:
 
     @property
     def policy(self) -> PasswordPolicy:
+        """The rules a new password must meet, for ``GET /auth/password-policy``."""
         return self._policy
 
     async def validate(self, password: str, *, context: Iterable[str | None] = ()) -> str:
