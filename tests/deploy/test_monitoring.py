@@ -4,9 +4,11 @@ and the compose profile starts Prometheus and Grafana with both provisioned."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,14 @@ import httpx
 import pytest
 import yaml
 
+from authgate.config import Settings
+from authgate.core.email import EmailTemplate
+from authgate.core.email.backends import ConsoleBackend
+from authgate.core.email.dispatcher import EmailDispatcher
+from authgate.core.metrics import HASH_CAPACITY, HASH_IN_FLIGHT, OUTBOX_OLDEST_AGE, OUTBOX_PENDING
+from authgate.core.security.passwords import PasswordService
+from authgate.core.time import shifted
+from authgate.runtime import Runtime
 from tests.support.factories import Factory
 from tests.support.promql import all_metric_names, exposed_names, metric_names
 
@@ -185,3 +195,45 @@ def test_the_monitoring_profile_provisions_both() -> None:
     for name in ("prometheus", "grafana"):
         (port,) = services[name]["ports"]
         assert port.startswith("${MONITORING_BIND:-127.0.0.1}:")
+
+
+async def test_the_outbox_gauges_measure_depth_and_age(settings: Settings) -> None:
+    """``observe_backlog`` (every 15 s in the dispatcher loop) sets depth and the oldest row's
+    age from the database, whichever process wrote the rows."""
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        dispatcher = EmailDispatcher(
+            settings, runtime.sessionmaker, runtime.email, ConsoleBackend()
+        )
+        await dispatcher.observe_backlog()
+        assert (OUTBOX_PENDING._value.get(), OUTBOX_OLDEST_AGE._value.get()) == (0, 0)
+        for minutes in (20, 1):
+            with shifted(-timedelta(minutes=minutes)):
+                async with runtime.sessionmaker() as db, db.begin():
+                    await runtime.email.enqueue(
+                        db,
+                        to="ada@example.com",
+                        template=EmailTemplate.welcome,
+                        context={"name": None},
+                    )
+        await dispatcher.observe_backlog()
+        assert OUTBOX_PENDING._value.get() == 2
+        assert 20 * 60 - 5 < OUTBOX_OLDEST_AGE._value.get() < 20 * 60 + 60
+    finally:
+        await runtime.close()
+
+
+async def test_the_hashing_gauges_count_jobs_in_flight(settings: Settings) -> None:
+    passwords = PasswordService(settings)
+    try:
+        assert HASH_CAPACITY._value.get() == settings.hash_workers + settings.hash_queue_limit
+        before = HASH_IN_FLIGHT._value.get()
+        hashes = [
+            asyncio.create_task(passwords.hash("correct horse battery staple")) for _ in range(3)
+        ]
+        await asyncio.sleep(0)
+        assert HASH_IN_FLIGHT._value.get() == before + 3
+        await asyncio.gather(*hashes)
+        assert HASH_IN_FLIGHT._value.get() == before
+    finally:
+        await passwords.close()
