@@ -143,9 +143,14 @@ def _promtool() -> str:
     return found
 
 
-def test_promtool_checks_the_rules_and_the_config() -> None:
+def test_promtool_checks_and_tests_the_rules() -> None:
     promtool = _promtool()
-    for args in (["check", "rules", str(RULES)], ["check", "config", str(PROMETHEUS_CONFIG)]):
+    for args in (
+        ["check", "rules", str(RULES)],
+        ["check", "config", str(PROMETHEUS_CONFIG)],
+        # The alerts' logic: each fires (or not) on made-up series (deploy/prometheus).
+        ["test", "rules", str(RULES.with_name("alerts.test.yml"))],
+    ):
         result = subprocess.run(
             [promtool, *args], capture_output=True, text=True, timeout=60, check=False
         )
