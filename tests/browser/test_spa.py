@@ -21,6 +21,7 @@ from tests.support.browser import (
     STORAGE_JS,
     AuthgateProcess,
     SpaServer,
+    enable_totp,
     link_in_mail,
     verified_user,
 )
@@ -241,6 +242,32 @@ async def test_two_tabs_refreshing_at_once_stay_signed_in(
         await on_page(tab, "account")
         assert await tab.evaluate("window.authgateTest.me()") == email
     assert authgate.audit_count("refresh_reuse_detected") == reused_before
+
+
+async def test_sign_in_with_a_second_factor(
+    context: BrowserContext, spa_config: SpaServer, authgate: AuthgateProcess, smtp_sink: SmtpSink
+) -> None:
+    """The MFA step of the sign-in form (§8), with a recovery code (a TOTP code would have to
+    wait for the next 30-second step: the one that confirmed the enrollment counts as used)."""
+    email = "mfa@example.com"
+    await verified_user(authgate, smtp_sink, email)
+    recovery = await enable_totp(authgate, email)
+
+    page = await context.new_page()
+    await page.goto("/login")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await on_page(page, "mfa")
+    await page.get_by_label("Method").select_option("recovery_code")
+    await page.get_by_label("Code").fill("not-a-code")
+    await page.get_by_role("button", name="Verify").click()
+    await expect(page.get_by_role("alert")).to_have_attribute("data-code", "invalid_code")
+    await page.get_by_label("Code").fill(recovery[0])
+    await page.get_by_role("button", name="Verify").click()
+    await on_page(page, "account")
+    await expect(page.locator("#email")).to_have_text(email)
+    await no_refresh_token_in_storage(page)
 
 
 OTHER_SITE_PAGE = """<!doctype html>

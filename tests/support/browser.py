@@ -10,12 +10,17 @@ the SPA's port serves the "other site" of the CSRF tests.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -226,3 +231,32 @@ async def link_in_mail(sink: SmtpSink, email: str, path: str, timeout: float = 1
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"no {path} link in the mail to {email}")
         await asyncio.sleep(0.05)
+
+
+def totp(secret: str, at: float | None = None) -> str:
+    """The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 ``secret`` at ``at``."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    counter = int((time.time() if at is None else at) // 30)
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    number = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{number % 1_000_000:06d}"
+
+
+async def enable_totp(server: AuthgateProcess, email: str) -> list[str]:
+    """Turns TOTP on for ``email`` through the API (§8); returns its recovery codes."""
+    async with server.api() as api:
+        login = await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        start = await api.post(
+            "/api/v1/users/me/mfa/totp", json={"password": PASSWORD}, headers=auth
+        )
+        assert start.status_code == 200, start.text
+        code = totp(start.json()["secret"])
+        confirm = await api.post(
+            "/api/v1/users/me/mfa/totp/confirm", json={"code": code}, headers=auth
+        )
+        assert confirm.status_code == 200, confirm.text
+        codes: list[str] = confirm.json()["recovery_codes"]
+        return codes
