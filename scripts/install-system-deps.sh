@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs for real and a fresh Debian machine may lack:
-# PostgreSQL server binaries and Redis (apt), Node.js for the local OpenID provider.
+# PostgreSQL server binaries and Redis (apt), Node.js for the local OpenID provider and the
+# TypeScript client kit, Chromium for the browser tests (Playwright drives Debian's build: the
+# tests never download a browser).
 set -euo pipefail
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
