@@ -101,7 +101,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Refresh */
+        /**
+         * Refresh
+         * @description Rotates the refresh token of the body, else of the refresh cookie (then the answer is in
+         *     cookie mode: the successor in a new cookie). Every refusal → 401 ``invalid_token``; the
+         *     cookie without an allowed ``Origin`` → 403 ``csrf_failed`` (the token is not spent).
+         */
         post: operations["refresh_api_v1_auth_refresh_post"];
         delete?: never;
         options?: never;
@@ -120,7 +125,10 @@ export interface paths {
         put?: never;
         /**
          * Logout
-         * @description Ends the session of the refresh token (and of the bearer token, if one is sent).
+         * @description Ends the session of the refresh token (body, else cookie), and that of the bearer token
+         *     if one is sent; clears the refresh cookie. Idempotent: 204 for an unknown or ended session
+         *     too. No refresh token in the body, no cookie and no bearer → 401 ``invalid_token``; the
+         *     cookie without an allowed ``Origin`` → 403 ``csrf_failed`` (nothing ends).
          */
         post: operations["logout_api_v1_auth_logout_post"];
         delete?: never;
@@ -138,7 +146,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Logout All */
+        /**
+         * Logout All
+         * @description Ends every session of the bearer's user and clears the refresh cookie (the bearer
+         *     authenticates it: the cookie is not needed, nor read).
+         */
         post: operations["logout_all_api_v1_auth_logout_all_post"];
         delete?: never;
         options?: never;
@@ -251,7 +263,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Change Password */
+        /**
+         * Change Password
+         * @description Every other session ends; the caller continues in a new session, whose pair is returned
+         *     (an SPA in cookie mode asks for ``refresh_token_transport: "cookie"``: the refresh cookie
+         *     is not sent here, and its old session has ended).
+         */
         post: operations["change_password_api_v1_users_me_password_post"];
         delete?: never;
         options?: never;
@@ -742,6 +759,13 @@ export interface components {
         };
         /** ChangePasswordRequest */
         ChangePasswordRequest: {
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
             /** Current Password */
             current_password: string;
             /** New Password */
@@ -800,10 +824,25 @@ export interface components {
         };
         /** LoginRequest */
         LoginRequest: {
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
             /** Email */
             email: string;
             /** Password */
             password: string;
+        };
+        /** LogoutRequest */
+        LogoutRequest: {
+            /**
+             * Refresh Token
+             * @description The refresh token of the session to end; leave it out to use the refresh cookie (accepted only from an allowed `Origin`). A token here wins over the cookie.
+             */
+            refresh_token?: string | null;
         };
         /**
          * OAuth2TokenResponse
@@ -832,6 +871,13 @@ export interface components {
         };
         /** OAuthCodeRequest */
         OAuthCodeRequest: {
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
             /** Code */
             code: string;
         };
@@ -893,8 +939,18 @@ export interface components {
         };
         /** RefreshRequest */
         RefreshRequest: {
-            /** Refresh Token */
-            refresh_token: string;
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
+            /**
+             * Refresh Token
+             * @description The refresh token; leave it out to use the refresh cookie (accepted only from an allowed `Origin`, and then the answer is in cookie mode whatever `refresh_token_transport` says). A token here wins over the cookie.
+             */
+            refresh_token?: string | null;
         };
         /** RegisterRequest */
         RegisterRequest: {
@@ -956,9 +1012,15 @@ export interface components {
             token_type: "Bearer";
             /** Expires In */
             expires_in: number;
-            /** Refresh Token */
-            refresh_token: string;
-            /** Refresh Token Expires In */
+            /**
+             * Refresh Token
+             * @description The refresh token (`agr_…`). null in cookie mode: when the request asked for `refresh_token_transport: "cookie"`, or refreshed with the refresh cookie; the token is then only in the HttpOnly cookie of `Set-Cookie`.
+             */
+            refresh_token: string | null;
+            /**
+             * Refresh Token Expires In
+             * @description Seconds the refresh token stays usable (the cookie's `Max-Age` too).
+             */
             refresh_token_expires_in: number;
         };
         /** TokenRequest */
@@ -1282,9 +1344,11 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
             200: {
                 headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1454,17 +1518,22 @@ export interface operations {
             query?: never;
             header?: never;
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description The refresh cookie (`AUTHGATE_REFRESH_COOKIE_NAME`), rotated when the body has no `refresh_token`; accepted only from an allowed `Origin` (else 403 `csrf_failed`). */
+                authgate_refresh?: string;
+            };
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefreshRequest"];
+                "application/json": components["schemas"]["RefreshRequest"] | null;
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
             200: {
                 headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1485,6 +1554,15 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
                     "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf_failed`: the refresh cookie was used without an allowed `Origin` (nothing was spent or revoked; the cookie is neither set nor cleared). */
+            403: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1547,23 +1625,48 @@ export interface operations {
             query?: never;
             header?: never;
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description The refresh cookie (`AUTHGATE_REFRESH_COOKIE_NAME`), ended when the body has no `refresh_token`; accepted only from an allowed `Origin` (else 403 `csrf_failed`). */
+                authgate_refresh?: string;
+            };
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefreshRequest"];
+                "application/json": components["schemas"]["LogoutRequest"] | null;
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The session(s) ended; the refresh cookie is cleared. */
             204: {
                 headers: {
+                    /** @description `authgate_refresh=; …; Path=/api/v1/auth; Max-Age=0`: removes the refresh cookie. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf_failed`: the refresh cookie was used without an allowed `Origin` (nothing was spent or revoked; the cookie is neither set nor cleared). */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1620,9 +1723,11 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The session(s) ended; the refresh cookie is cleared. */
             204: {
                 headers: {
+                    /** @description `authgate_refresh=; …; Path=/api/v1/auth; Max-Age=0`: removes the refresh cookie. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2212,9 +2317,11 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
             200: {
                 headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2696,9 +2803,11 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
             200: {
                 headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
