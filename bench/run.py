@@ -510,6 +510,9 @@ def derive(
         "login_vs_parallel_hashing": round(results["login"]["rps"] / parallel_rate, 3),
         "me_vs_bare": round(results["users_me"]["rps"] / results["bare"]["rps"], 3),
         "refresh_rps": results["refresh"]["rps"],
+        "refresh_cookie_vs_body": round(
+            results["refresh_cookie"]["rps"] / results["refresh"]["rps"], 3
+        ),
         "health_p50_storm_ms": probe["p50_ms"],
         "health_p99_storm_ms": probe["p99_ms"],
         "rss_storm_mb": round(rss_storm, 1),
@@ -630,9 +633,13 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
 
         hash_timings = argon2_hash_timings()
         emails = seed.seed(app.url, database_url, cfg.users)
-        pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * cfg.connections))
+        chains = 2 * cfg.connections
+        pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * chains))
         tokens_file = tmp / "refresh_tokens.txt"
-        tokens_file.write_text("\n".join(str(p["refresh_token"]) for p in pairs[1:]) + "\n")
+        tokens = [str(p["refresh_token"]) for p in pairs[1:]]
+        tokens_file.write_text("\n".join(tokens[:chains]) + "\n")
+        cookie_tokens_file = tmp / "refresh_cookie_tokens.txt"
+        cookie_tokens_file.write_text("\n".join(tokens[chains:]) + "\n")
         settle(app)
         rss_idle = rss_mb(app.serving_pid())
         idle_probe = probe_health(app.url, cfg.probe_rate, 2.0)
@@ -652,6 +659,16 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
                     "refresh.lua",
                     c,
                     {"BENCH_TOKENS_FILE": str(tokens_file)},
+                ),
+            ),
+            (
+                app,
+                Scenario(
+                    "refresh_cookie",
+                    f"{API}/auth/refresh",
+                    "refresh_cookie.lua",
+                    c,
+                    {"BENCH_TOKENS_FILE": str(cookie_tokens_file), "BENCH_ORIGIN": app.url},
                 ),
             ),
             (app, Scenario("login", f"{API}/auth/login", "login.lua", 16, logins)),
