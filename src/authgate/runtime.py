@@ -25,12 +25,14 @@ from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
 from authgate.housekeeping import Housekeeper
+from authgate.mfa.service import MfaService
 from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter
+from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 from authgate.users.takeover import AddressProven
@@ -62,6 +64,7 @@ class Runtime:
     limiter: RateLimiter
     throttle: LoginThrottle
     oauth: OAuthService
+    mfa: MfaService
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
     #: The one client of the breached-password range API (None while the check is off).
@@ -135,6 +138,17 @@ class Runtime:
             throttle,
             on_address_proven=address_proven,
         )
+        mfa = MfaService(
+            settings,
+            encryption,
+            opaque,
+            sessions,
+            email,
+            audit,
+            users_repo,
+            throttle,
+            PasswordReconfirmation(passwords, throttle),
+        )
         auth = AuthService(
             settings,
             passwords,
@@ -146,6 +160,7 @@ class Runtime:
             users_repo,
             limiter,
             throttle,
+            mfa,
         )
         oauth = build_oauth(
             settings,
@@ -159,6 +174,7 @@ class Runtime:
             passwords=passwords,
             throttle=throttle,
             email=email,
+            mfa=mfa,
         )
         users = UserService(
             passwords,
@@ -195,6 +211,7 @@ class Runtime:
             limiter=limiter,
             throttle=throttle,
             oauth=oauth,
+            mfa=mfa,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
             breach_http=breach_http,
