@@ -16,14 +16,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import pyotp
+
 from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import TokenKind
 from authgate.core.time import utc_now
+from authgate.mfa.codes import new_recovery_codes, new_totp_secret
+from authgate.mfa.repository import MfaRepository
+from authgate.mfa.service import totp_associated_data
 from authgate.models import ActionKind, OAuthState, User
 from authgate.runtime import Runtime
 from authgate.sessions.service import IssuedTokens
 from authgate.users.emails import normalize_email
 from tests.support.flows import TEST_PASSWORD, Account
+from tests.support.mfa import Enrolled
 
 #: The client the ``client`` fixture presents (``tests/conftest.py``): sessions made here look
 #: like sessions made over HTTP.
@@ -132,3 +138,26 @@ class Factory:
         async with self.runtime.sessionmaker() as db, db.begin():
             db.add(state)
         return state
+
+    async def totp(self, user: User) -> Enrolled:
+        """TOTP on for ``user`` (a confirmed secret, no code used yet, 10 recovery codes), the
+        rows enrollment leaves, without HTTP, mail or audit events."""
+        secret = new_totp_secret()
+        codes = new_recovery_codes()
+        repo, mfa, encryption = MfaRepository(), self.runtime.mfa, self.runtime.encryption
+        now = utc_now()
+        async with self.runtime.sessionmaker() as db, db.begin():
+            assert await repo.put_pending(
+                db,
+                user_id=user.id,
+                secret_ct=encryption.encrypt(secret.encode(), totp_associated_data(user.id)),
+                key_id=encryption.current_kid,
+                now=now,
+            )
+            row = await repo.totp(db, user.id)
+            assert row is not None
+            # No code of the current window used yet.
+            assert await repo.confirm(db, row.id, pyotp.TOTP(secret).timecode(now) - 2, now)
+            hashes = [mfa.recovery_code_hash(user.id, code.replace("-", "")) for code in codes]
+            await repo.replace_recovery_codes(db, user.id, hashes, now)
+        return Enrolled(secret, codes)

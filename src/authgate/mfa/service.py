@@ -373,7 +373,7 @@ class MfaService:
             return step is not None and await self._repo.use_step(db, row.user_id, step)
         normalized = normalize_recovery_code(code)
         return normalized is not None and await self._repo.use_recovery_code(
-            db, row.user_id, self._recovery_hash(row.user_id, normalized), now
+            db, row.user_id, self.recovery_code_hash(row.user_id, normalized), now
         )
 
     async def _any_code(self, db: AsyncSession, row: TotpSecret, code: str) -> None:
@@ -383,14 +383,16 @@ class MfaService:
         if not await self._code_ok(db, row, factor, code, utc_now()):
             raise InvalidCode()
 
-    def _recovery_hash(self, user_id: uuid.UUID, normalized: str) -> str:
+    def recovery_code_hash(self, user_id: uuid.UUID, normalized: str) -> str:
+        """The stored form of a recovery code (``normalize_recovery_code``): a keyed hash bound
+        to its user."""
         return self._opaque.hash(f"recovery:{user_id}:{normalized}")
 
     async def _new_recovery_codes(
         self, db: AsyncSession, user_id: uuid.UUID, now: datetime
     ) -> list[str]:
         codes = new_recovery_codes()
-        hashes = [self._recovery_hash(user_id, code.replace("-", "")) for code in codes]
+        hashes = [self.recovery_code_hash(user_id, code.replace("-", "")) for code in codes]
         await self._repo.replace_recovery_codes(db, user_id, hashes, now)
         return codes
 
