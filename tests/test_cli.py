@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
 from authgate.core.time import shifted, utc_now
-from authgate.mfa.service import totp_associated_data
+from authgate.mfa.factors import totp_associated_data
 from authgate.models import (
     ActionKind,
     ActionToken,
@@ -219,10 +219,10 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
         await factory.oauth_state(ttl_seconds=-60)
 
         async with runtime.sessionmaker() as db, db.begin():
-            await runtime.mfa.challenge(db, user.id, "password", TEST_CLIENT)
+            await runtime.mfa_challenges.challenge(db, user.id, "password", TEST_CLIENT)
         with shifted(-timedelta(seconds=settings.mfa_token_ttl + 60)):
             async with runtime.sessionmaker() as db, db.begin():
-                await runtime.mfa.challenge(db, user.id, "password", TEST_CLIENT)
+                await runtime.mfa_challenges.challenge(db, user.id, "password", TEST_CLIENT)
 
         async with runtime.sessionmaker() as db:
             before = set((await db.scalars(select(AuthSession.id))).all())
@@ -321,8 +321,8 @@ async def test_users_reset_mfa(cli: Cli) -> None:
         done = await asyncio.to_thread(cli.run, "users", "reset-mfa", user.email.upper())
         assert "removed" in done.stdout
         async with runtime.sessionmaker() as db:
-            assert await runtime.mfa.required(db, user.id) is False
-            assert (await runtime.mfa.status(db, user)).recovery_codes_left == 0
+            mfa = await runtime.mfa.status(db, user)
+            assert (mfa.totp, mfa.recovery_codes_left) == (False, 0)
             outbox = (await db.scalars(select(EmailOutbox.template))).all()
             audit = (
                 await db.scalars(select(AuditEvent.detail).where(AuditEvent.type == "mfa_disabled"))

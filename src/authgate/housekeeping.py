@@ -83,7 +83,7 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
 
 async def reencrypt_all(settings: Settings) -> int:
     """Move every provider-token ciphertext and TOTP secret to the current encryption key."""
-    from authgate.mfa.service import reencrypt_totp_secrets
+    from authgate.mfa.factors import reencrypt_totp_secrets
     from authgate.oauth.vault import reencrypt_provider_tokens
 
     encryption = EncryptionService(encryption_keys(settings))

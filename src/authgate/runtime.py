@@ -25,6 +25,8 @@ from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
 from authgate.housekeeping import Housekeeper
+from authgate.mfa.challenges import MfaChallenges
+from authgate.mfa.factors import SecondFactor
 from authgate.mfa.service import MfaService
 from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
@@ -65,6 +67,7 @@ class Runtime:
     throttle: LoginThrottle
     oauth: OAuthService
     mfa: MfaService
+    mfa_challenges: MfaChallenges
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
     #: The one client of the breached-password range API (None while the check is off).
@@ -138,17 +141,16 @@ class Runtime:
             throttle,
             on_address_proven=address_proven,
         )
+        factors = SecondFactor(encryption, opaque)
         mfa = MfaService(
             settings,
-            encryption,
-            opaque,
+            factors,
             sessions,
             email,
             audit,
-            users_repo,
-            throttle,
             PasswordReconfirmation(passwords, throttle),
         )
+        mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
         auth = AuthService(
             settings,
             passwords,
@@ -160,7 +162,7 @@ class Runtime:
             users_repo,
             limiter,
             throttle,
-            mfa,
+            mfa_challenges,
         )
         oauth = build_oauth(
             settings,
@@ -174,7 +176,7 @@ class Runtime:
             passwords=passwords,
             throttle=throttle,
             email=email,
-            mfa=mfa,
+            mfa=mfa_challenges,
         )
         users = UserService(
             passwords,
@@ -212,6 +214,7 @@ class Runtime:
             throttle=throttle,
             oauth=oauth,
             mfa=mfa,
+            mfa_challenges=mfa_challenges,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
             breach_http=breach_http,

@@ -293,7 +293,7 @@ async def test_the_secret_is_stored_encrypted_and_bound_to_its_user(
     assert enrolled.secret.encode() not in row.secret_ct
     assert row.key_id == runtime.encryption.current_kid
     from authgate.core.security.crypto import DecryptionError
-    from authgate.mfa.service import totp_associated_data
+    from authgate.mfa.factors import totp_associated_data
 
     assert (
         runtime.encryption.decrypt(row.secret_ct, totp_associated_data(row.user_id)).decode()

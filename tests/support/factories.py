@@ -22,8 +22,8 @@ from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import TokenKind
 from authgate.core.time import utc_now
 from authgate.mfa.codes import new_recovery_codes, new_totp_secret
+from authgate.mfa.factors import SecondFactor
 from authgate.mfa.repository import MfaRepository
-from authgate.mfa.service import totp_associated_data
 from authgate.models import ActionKind, OAuthState, User
 from authgate.runtime import Runtime
 from authgate.sessions.service import IssuedTokens
@@ -144,20 +144,17 @@ class Factory:
         rows enrollment leaves, without HTTP, mail or audit events."""
         secret = new_totp_secret()
         codes = new_recovery_codes()
-        repo, mfa, encryption = MfaRepository(), self.runtime.mfa, self.runtime.encryption
+        repo, factors = MfaRepository(), SecondFactor(self.runtime.encryption, self.runtime.opaque)
+        ciphertext, key_id = factors.seal(user.id, secret)
         now = utc_now()
         async with self.runtime.sessionmaker() as db, db.begin():
             assert await repo.put_pending(
-                db,
-                user_id=user.id,
-                secret_ct=encryption.encrypt(secret.encode(), totp_associated_data(user.id)),
-                key_id=encryption.current_kid,
-                now=now,
+                db, user_id=user.id, secret_ct=ciphertext, key_id=key_id, now=now
             )
             row = await repo.totp(db, user.id)
             assert row is not None
             # No code of the current window used yet.
             assert await repo.confirm(db, row.id, pyotp.TOTP(secret).timecode(now) - 2, now)
-            hashes = [mfa.recovery_code_hash(user.id, code.replace("-", "")) for code in codes]
+            hashes = [factors.recovery_code_hash(user.id, code.replace("-", "")) for code in codes]
             await repo.replace_recovery_codes(db, user.id, hashes, now)
         return Enrolled(secret, codes)

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pyotp
 import pytest
 
+from authgate.mfa.challenges import sign_in_amr
 from authgate.mfa.codes import (
     RECOVERY_CODE_COUNT,
     new_recovery_codes,
@@ -20,7 +21,6 @@ from authgate.mfa.codes import (
     qr_svg_data_uri,
     totp_step,
 )
-from authgate.mfa.service import sign_in_amr
 
 AT = datetime(2026, 12, 7, 12, 0, 15, tzinfo=UTC)
 

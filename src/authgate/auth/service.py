@@ -6,8 +6,8 @@ unknown email, a wrong password and a disabled account; 403 ``email_not_verified
 a correct password.
 
 Second factor: after a correct password of a verified account with TOTP on, login issues no
-token but an ``agm_`` challenge (403 ``mfa_required``, ``MfaService.challenge``), and
-``verify_mfa`` opens the session once ``MfaService.verify`` accepted a code. Check order:
+token but an ``agm_`` challenge (403 ``mfa_required``, ``MfaChallenges.challenge``), and
+``verify_mfa`` opens the session once ``MfaChallenges.verify`` accepted a code. Check order:
 password → verified → second factor.
 """
 
@@ -39,7 +39,8 @@ from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
-from authgate.mfa.service import Factor, MfaService
+from authgate.mfa.challenges import MfaChallenges
+from authgate.mfa.factors import Factor
 from authgate.models import User
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import IssuedTokens, SessionService
@@ -83,7 +84,7 @@ class AuthService:
         users: UserRepository,
         limiter: RateLimiter,
         throttle: LoginThrottle,
-        mfa: MfaService,
+        mfa: MfaChallenges,
     ) -> None:
         self._settings = settings
         self._mfa = mfa

@@ -12,7 +12,7 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle
-from authgate.mfa.service import MfaService
+from authgate.mfa.challenges import MfaChallenges
 from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderRegistry
 from authgate.oauth.service import OAuthService
@@ -36,7 +36,7 @@ def build_oauth(
     passwords: PasswordService,
     throttle: LoginThrottle,
     email: EmailService,
-    mfa: MfaService,
+    mfa: MfaChallenges,
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 

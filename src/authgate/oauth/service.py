@@ -44,7 +44,7 @@ from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.time import utc_now
-from authgate.mfa.service import MfaService
+from authgate.mfa.challenges import MfaChallenges
 from authgate.models import ActionKind, AuthSession, OAuthIdentity, OAuthState, User
 from authgate.oauth.accounts import AccountLinker
 from authgate.oauth.errors import (
@@ -105,7 +105,7 @@ class OAuthService:
         audit: AuditService,
         users: UserRepository,
         link_guard: LinkGuard,
-        mfa: MfaService,
+        mfa: MfaChallenges,
         repository: OAuthRepository | None = None,
     ) -> None:
         self._mfa = mfa
