@@ -16,6 +16,7 @@ from authgate.core.time import shifted
 from authgate.models import ActionKind, AuthSession
 from authgate.runtime import Runtime
 from tests.support.api import API, assert_problem, me
+from tests.support.cookies import no_refresh_cookie, refresh_by_cookie, refresh_cookie
 from tests.support.db import audit_count, authgate_logs, scan_logs
 from tests.support.factories import Factory
 from tests.support.flows import TEST_PASSWORD, Flows
@@ -264,3 +265,33 @@ async def test_a_session_opened_by_the_second_factor_works(
         refreshed_user = await runtime.users_repo.by_id(db, user.id)
     assert session.auth_method == "password"
     assert refreshed_user is not None and refreshed_user.last_login_at is not None
+
+
+async def test_the_second_factor_in_cookie_mode_sets_the_refresh_cookie(
+    factory: Factory, client: httpx.AsyncClient
+) -> None:
+    """``refresh_token_transport: "cookie"`` on ``/auth/mfa/verify`` as on ``/auth/login``; the
+    403 ``mfa_required`` before it sets no cookie."""
+    user = await factory.user()
+    enrolled = await factory.totp(user)
+    refused = await client.post(
+        f"{API}/auth/login",
+        json={"email": user.email, "password": TEST_PASSWORD, "refresh_token_transport": "cookie"},
+    )
+    assert_problem(refused, 403, "mfa_required")
+    assert no_refresh_cookie(refused)
+    response = await client.post(
+        f"{API}/auth/mfa/verify",
+        json={
+            "mfa_token": refused.json()["mfa_token"],
+            "method": "totp",
+            "code": totp_code(enrolled.secret),
+            "refresh_token_transport": "cookie",
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["refresh_token"] is None
+    cookie = refresh_cookie(response)
+    assert cookie.value.startswith("agr_")
+    assert cookie.max_age == response.json()["refresh_token_expires_in"]
+    assert (await refresh_by_cookie(client, cookie.value)).status_code == 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from authgate.auth.schemas import TokenPair
+from authgate.auth.transport import ISSUES_TOKENS, NO_STORE, TokenTransportDep
 from authgate.core.limits import Limit
 from authgate.deps import ClientDep, CurrentPrincipal, CurrentUser, DbDep, RuntimeDep, per_ip
 from authgate.mfa.schemas import (
@@ -21,8 +22,6 @@ from authgate.mfa.schemas import (
 from authgate.problems import error_responses
 
 router = APIRouter(tags=["mfa"])
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.get(
@@ -133,16 +132,20 @@ async def regenerate_recovery_codes(
     "/auth/mfa/verify",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses=error_responses(400, 422, 429),
+    responses={**ISSUES_TOKENS, **error_responses(400, 422, 429)},
     dependencies=[per_ip(Limit.mfa_verify_ip)],
 )
 async def verify(
-    body: MfaVerifyRequest, response: Response, db: DbDep, runtime: RuntimeDep, client: ClientDep
+    body: MfaVerifyRequest,
+    db: DbDep,
+    runtime: RuntimeDep,
+    client: ClientDep,
+    transport: TokenTransportDep,
 ) -> TokenPair:
     """Completes a sign-in answered with 403 ``mfa_required``: its ``mfa_token`` and a code.
     A wrong or used code → 400 ``invalid_code`` (it counts as a failed sign-in); after 5 wrong
     codes, once used, after ``AUTHGATE_MFA_TOKEN_TTL`` or for anything that is not a live
-    ``agm_`` token → 400 ``invalid_token``."""
+    ``agm_`` token → 400 ``invalid_token``. ``refresh_token_transport: "cookie"`` puts the
+    refresh token in the HttpOnly cookie, as for ``/auth/login``."""
     issued = await runtime.auth.verify_mfa(db, body.mfa_token, body.method, body.code, client)
-    response.headers.update(NO_STORE)
-    return TokenPair.of(issued)
+    return transport.issue(issued, body.refresh_token_transport)

@@ -1,10 +1,12 @@
-"""Shapes of the second-factor API (docs/api.md §3.9)."""
+"""Shapes of the second-factor API (docs/api.md §3.10)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from authgate.auth.schemas import TokenTransportChoice
 
 
 class Strict(BaseModel):
@@ -50,7 +52,7 @@ class RecoveryCodesOut(BaseModel):
     )
 
 
-class MfaVerifyRequest(Strict):
+class MfaVerifyRequest(Strict, TokenTransportChoice):
     mfa_token: str = Field(max_length=512, description="The `agm_` token of `mfa_required`.")
     method: Literal["totp", "recovery_code"]
     code: str = Field(max_length=64)
