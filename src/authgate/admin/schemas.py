@@ -34,7 +34,7 @@ class AdminUser(UserOut):
                 **UserOut.model_validate(user).model_dump(),
                 "last_login_at": user.last_login_at,
                 "mfa": mfa.totp,
-                "recovery_codes_left": mfa.recovery_codes_left if mfa.totp else 0,
+                "recovery_codes_left": mfa.recovery_codes_left,
             }
         )
 

@@ -3,7 +3,7 @@
 Keyed by the account (``account_key``: the normalised email, hashed), whatever IP the attempts
 come from. Every password check goes through it: login, and every re-confirmation of the
 password (change password or email, delete the account, link a provider, MFA changes); so does
-every second-factor code of a sign-in (``mfa/service.py``): a right password of an account with
+every second-factor code of a sign-in (``mfa/challenges.py``): a right password of an account with
 TOTP on only gives its pending slot back (``pass_first_factor``), the counters are cleared when
 the second factor succeeds, and a wrong code is a failure like a wrong password. Layers, all stored
 with an expiry so nothing an anonymous attacker triggers is permanent:

@@ -165,8 +165,8 @@ class MfaRepository:
     async def summaries(
         self, db: AsyncSession, user_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, MfaSummary]:
-        """Whether TOTP is on and how many recovery codes are left, for each user (two
-        queries whatever the number of users)."""
+        """Whether TOTP is on and how many recovery codes are left (0 while it is off), for
+        each user (two queries whatever the number of users)."""
         if not user_ids:
             return {}
         enabled = set(
@@ -184,10 +184,11 @@ class MfaRepository:
             .group_by(RecoveryCode.user_id)
         )
         left = {user_id: int(count) for user_id, count in counts}
-        return {
-            user_id: MfaSummary(user_id in enabled, int(left.get(user_id, 0)))
-            for user_id in user_ids
-        }
+        summaries: dict[uuid.UUID, MfaSummary] = {}
+        for user_id in user_ids:
+            on = user_id in enabled
+            summaries[user_id] = MfaSummary(on, left.get(user_id, 0) if on else 0)
+        return summaries
 
     # -- sign-in challenges -----------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class MfaService:
 
     async def status(self, db: AsyncSession, user: User) -> MfaStatus:
         summary = (await self._repo.summaries(db, [user.id]))[user.id]
-        return MfaStatus(summary.totp, 0, summary.recovery_codes_left if summary.totp else 0)
+        return MfaStatus(summary.totp, 0, summary.recovery_codes_left)
 
     async def summaries(
         self, db: AsyncSession, user_ids: list[uuid.UUID]
