@@ -110,6 +110,38 @@ async def test_email_key_migration_recomputes_every_key(tmp_path: Path) -> None:
         await engine.dispose()
 
 
+async def test_mfa_migration_adds_and_drops_its_tables(tmp_path: Path) -> None:
+    """0006_mfa: the three second-factor tables, their rows going with their user."""
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")
+    mfa_tables = {"totp_secrets", "recovery_codes", "mfa_challenges"}
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    def cascading(connection: Connection) -> set[str]:
+        return {
+            table
+            for table in mfa_tables
+            for fk in inspect(connection).get_foreign_keys(table)
+            if fk["referred_table"] == "users" and fk["options"].get("ondelete") == "CASCADE"
+        }
+
+    await upgrade_async(settings)
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            assert mfa_tables <= await connection.run_sync(tables)
+            assert await connection.run_sync(cascading) == mfa_tables
+        await _run(settings, "downgrade", "0004")
+        async with engine.connect() as connection:
+            assert not mfa_tables & await connection.run_sync(tables)
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            assert mfa_tables <= await connection.run_sync(tables)
+    finally:
+        await engine.dispose()
+
+
 def test_a_source_checkout_migrates_from_the_repository_root() -> None:
     """No ``authgate/_migrations`` in a source tree or editable install: the repository's
     ``alembic/`` (the wheel's copy is tested in test_packaging.py)."""

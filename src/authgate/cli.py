@@ -154,6 +154,15 @@ def cmd_email(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from authgate.housekeeping import reset_mfa
+
+    was_on = asyncio.run(reset_mfa(_settings(), args.email))
+    outcome = "removed" if was_on else "was not on; nothing to remove"
+    print(f"two-step sign-in of {args.email}: {outcome}")  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authgate", description="authgate authentication service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry = email_sub.add_parser("retry", help="send a dead message again (after a fix)")
     retry.add_argument("id")
     email.set_defaults(func=cmd_email)
+
+    users = sub.add_parser("users", help="operator actions on one account")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    reset = users_sub.add_parser(
+        "reset-mfa", help="remove an account's TOTP and recovery codes (the owner is mailed)"
+    )
+    reset.add_argument("email")
+    users.set_defaults(func=cmd_users)
     return parser
 
 

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     reset_token_ttl: int = Field(default=1_800, ge=1)
     email_change_token_ttl: int = Field(default=86_400, ge=1)
     oauth_code_ttl: int = Field(default=60, ge=1)
+    #: Lifetime of the ``agm_`` token of a sign-in waiting for its second factor.
+    mfa_token_ttl: int = Field(default=300, ge=1)
+    #: The issuer an authenticator app shows next to the account (``otpauth://`` URI); no
+    #: colon (it separates issuer and account in the URI's label) and no control characters.
+    totp_issuer: str = Field(
+        default="authgate", min_length=1, max_length=64, pattern=r"^[^:\x00-\x1f\x7f]+$"
+    )
 
     #: Name of the HttpOnly cookie that carries the refresh token of a browser session
     #: (``refresh_token_transport: "cookie"``, docs/api.md §3.9). Its ``Path`` is always

@@ -49,6 +49,9 @@ CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
     },
     EmailTemplate.oauth_link_started: {"name": "Ada", "provider": "github"},
     EmailTemplate.oauth_linked: {"name": "Ada", "provider": "github"},
+    EmailTemplate.mfa_enabled: {"name": "Ada"},
+    EmailTemplate.mfa_disabled: {"name": "Ada", "by_admin": False},
+    EmailTemplate.mfa_recovery_codes: {"name": "Ada"},
 }
 
 

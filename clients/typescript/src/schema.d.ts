@@ -293,6 +293,121 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/me/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Mfa Status */
+        get: operations["mfa_status_api_v1_users_me_mfa_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/totp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start Totp
+         * @description Starts (or restarts) setting up TOTP: the secret, shown this once, for an authenticator
+         *     app. Body ``{password}``: wrong → 400 ``invalid_password`` (counted in the per-account
+         *     sign-in throttle); an account without a password needs a sign-in younger than 5 minutes
+         *     instead (else 403 ``reauthentication_required``). TOTP already on → 409 ``conflict``.
+         *     Nothing changes for signing in until ``/users/me/mfa/totp/confirm``.
+         */
+        post: operations["start_totp_api_v1_users_me_mfa_totp_post"];
+        /**
+         * Disable Totp
+         * @description Turns TOTP off; the recovery codes go too. Body ``{password, code}``: ``code`` is a
+         *     current TOTP code or an unused recovery code. Wrong password → 400 ``invalid_password``,
+         *     wrong code → 400 ``invalid_code`` (both counted in the sign-in throttle); TOTP not on →
+         *     409. The owner is mailed.
+         */
+        delete: operations["disable_totp_api_v1_users_me_mfa_totp_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/totp/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm Totp
+         * @description Turns TOTP on with a code of the new secret (wrong → 400 ``invalid_code``; nothing
+         *     pending → 409 ``conflict``). Answers 10 single-use recovery codes, shown this once. Every
+         *     other session of the user ends; the owner is mailed.
+         */
+        post: operations["confirm_totp_api_v1_users_me_mfa_totp_confirm_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/recovery-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Regenerate Recovery Codes
+         * @description A new set of 10 recovery codes; the old set stops working. Checked like turning TOTP
+         *     off; the owner is mailed.
+         */
+        post: operations["regenerate_recovery_codes_api_v1_users_me_mfa_recovery_codes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Verify
+         * @description Completes a sign-in answered with 403 ``mfa_required``: its ``mfa_token`` and a code.
+         *     A wrong or used code → 400 ``invalid_code`` (it counts as a failed sign-in); after 5 wrong
+         *     codes, once used, after ``AUTHGATE_MFA_TOKEN_TTL`` or for anything that is not a live
+         *     ``agm_`` token → 400 ``invalid_token``. ``refresh_token_transport: "cookie"`` puts the
+         *     refresh token in the HttpOnly cookie, as for ``/auth/login``.
+         */
+        post: operations["verify_api_v1_auth_mfa_verify_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -395,7 +510,8 @@ export interface paths {
          * Token
          * @description Exchanges the one-time ``ago_`` code from the callback redirect for a session. The
          *     redemption cookie set by the callback must come along (send the request with credentials);
-         *     without it the code is spent and the answer is 400 ``invalid_token``.
+         *     without it the code is spent and the answer is 400 ``invalid_token``. An account with
+         *     TOTP on gets 403 ``mfa_required`` instead of a session (``POST /auth/mfa/verify``).
          */
         post: operations["token_api_v1_oauth_token_post"];
         delete?: never;
@@ -528,6 +644,27 @@ export interface paths {
         head?: never;
         /** Update User */
         patch: operations["update_user_api_v1_admin_users__user_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/admin/users/{user_id}/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Reset Mfa
+         * @description Removes the user's TOTP and recovery codes (for a lost authenticator): the next sign-in
+         *     asks for the password only. Audited; the owner is mailed. 204 also when TOTP was off.
+         */
+        delete: operations["reset_mfa_api_v1_admin_users__user_id__mfa_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/admin/users/{user_id}/sessions/revoke": {
@@ -670,6 +807,16 @@ export interface components {
             updated_at: string;
             /** Last Login At */
             last_login_at: string | null;
+            /**
+             * Mfa
+             * @description Whether the user has TOTP on.
+             */
+            mfa: boolean;
+            /**
+             * Recovery Codes Left
+             * @description The user's unused recovery codes.
+             */
+            recovery_codes_left: number;
         };
         /** AdminUserPage */
         AdminUserPage: {
@@ -731,7 +878,7 @@ export interface components {
          * AuditType
          * @enum {string}
          */
-        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed";
+        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed" | "mfa_enrollment_started" | "mfa_enabled" | "mfa_disabled" | "mfa_recovery_codes_regenerated" | "mfa_required";
         /** AuthorizationUrl */
         AuthorizationUrl: {
             /** Authorization Url */
@@ -770,6 +917,14 @@ export interface components {
             current_password: string;
             /** New Password */
             new_password: string;
+        };
+        /** CodeRequest */
+        CodeRequest: {
+            /**
+             * Code
+             * @description A 6-digit code from the authenticator app.
+             */
+            code: string;
         };
         /** ConnectionOut */
         ConnectionOut: {
@@ -844,6 +999,46 @@ export interface components {
              */
             refresh_token?: string | null;
         };
+        /** MfaStatusOut */
+        MfaStatusOut: {
+            /**
+             * Totp
+             * @description Whether TOTP is on (confirmed).
+             */
+            totp: boolean;
+            /**
+             * Passkeys
+             * @description Registered passkeys.
+             */
+            passkeys: number;
+            /**
+             * Recovery Codes Left
+             * @description Unused recovery codes.
+             */
+            recovery_codes_left: number;
+        };
+        /** MfaVerifyRequest */
+        MfaVerifyRequest: {
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
+            /**
+             * Mfa Token
+             * @description The `agm_` token of `mfa_required`.
+             */
+            mfa_token: string;
+            /**
+             * Method
+             * @enum {string}
+             */
+            method: "totp" | "recovery_code";
+            /** Code */
+            code: string;
+        };
         /**
          * OAuth2TokenResponse
          * @description RFC 6749 §5.1.
@@ -879,6 +1074,16 @@ export interface components {
              */
             refresh_token_transport: "body" | "cookie";
             /** Code */
+            code: string;
+        };
+        /** PasswordAndCodeRequest */
+        PasswordAndCodeRequest: {
+            /** Password */
+            password?: string | null;
+            /**
+             * Code
+             * @description A current TOTP code or an unused recovery code.
+             */
             code: string;
         };
         /** PasswordConfirmation */
@@ -936,6 +1141,14 @@ export interface components {
             expires_at: string | null;
             /** Scope */
             scope: string | null;
+        };
+        /** RecoveryCodesOut */
+        RecoveryCodesOut: {
+            /**
+             * Recovery Codes
+             * @description Single-use codes, shown this once; each replaces a TOTP code once.
+             */
+            recovery_codes: string[];
         };
         /** RefreshRequest */
         RefreshRequest: {
@@ -1000,6 +1213,11 @@ export interface components {
             /** Current */
             current: boolean;
         };
+        /** StartTotpRequest */
+        StartTotpRequest: {
+            /** Password */
+            password?: string | null;
+        };
         /** TokenPair */
         TokenPair: {
             /** Access Token */
@@ -1027,6 +1245,27 @@ export interface components {
         TokenRequest: {
             /** Token */
             token: string;
+        };
+        /**
+         * TotpEnrollmentOut
+         * @description Shown once: the secret is never shown again (it is stored encrypted).
+         */
+        TotpEnrollmentOut: {
+            /**
+             * Secret
+             * @description The base32 secret, for typing into an authenticator app.
+             */
+            secret: string;
+            /**
+             * Otpauth Uri
+             * @description `otpauth://totp/…` for authenticator apps.
+             */
+            otpauth_uri: string;
+            /**
+             * Qr Svg
+             * @description `otpauth_uri` as a QR code: an SVG `data:` URI.
+             */
+            qr_svg: string;
         };
         /**
          * UpdateMe
@@ -1375,13 +1614,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Forbidden */
+            /** @description `email_not_verified`, or `mfa_required` (with `mfa_token` and `methods`) */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @description For `POST /auth/mfa/verify`. */
+                        mfa_token?: string;
+                        methods?: ("totp" | "recovery_code")[];
+                    };
                 };
             };
             /** @description Payload too large */
@@ -1469,6 +1712,21 @@ export interface operations {
                         error_description?: string;
                     };
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A right password of an account with a second factor: no token, an `mfa_token` for `POST /auth/mfa/verify` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        error: "mfa_required";
+                        error_description?: string;
+                        /** @description For `POST /auth/mfa/verify`. */
+                        mfa_token: string;
+                    };
                 };
             };
             /** @description Payload too large */
@@ -2492,6 +2750,554 @@ export interface operations {
             };
         };
     };
+    mfa_status_api_v1_users_me_mfa_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatusOut"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    start_totp_api_v1_users_me_mfa_totp_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StartTotpRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TotpEnrollmentOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    disable_totp_api_v1_users_me_mfa_totp_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordAndCodeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirm_totp_api_v1_users_me_mfa_totp_confirm_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecoveryCodesOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    regenerate_recovery_codes_api_v1_users_me_mfa_recovery_codes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordAndCodeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecoveryCodesOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify_api_v1_auth_mfa_verify_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaVerifyRequest"];
+            };
+        };
+        responses: {
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
+            200: {
+                headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenPair"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_sessions_api_v1_sessions_get: {
         parameters: {
             query?: never;
@@ -2821,6 +3627,19 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `email_not_verified`, or `mfa_required` (with `mfa_token` and `methods`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @description For `POST /auth/mfa/verify`. */
+                        mfa_token?: string;
+                        methods?: ("totp" | "recovery_code")[];
+                    };
                 };
             };
             /** @description Payload too large */
@@ -3571,6 +4390,102 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reset_mfa_api_v1_admin_users__user_id__mfa_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

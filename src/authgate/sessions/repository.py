@@ -344,12 +344,22 @@ class SessionRepository:
         return result.first() is not None
 
     async def revoke_user_sessions(
-        self, db: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
+        self,
+        db: AsyncSession,
+        user_id: uuid.UUID,
+        now: datetime,
+        reason: str,
+        *,
+        keep: uuid.UUID | None = None,
     ) -> list[uuid.UUID]:
+        """Revoke every live session of the user (but ``keep``); their ids."""
+        stmt = update(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+        if keep is not None:
+            stmt = stmt.where(AuthSession.id != keep)
         result = await db.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
+            stmt.values(revoked_at=now, revoked_reason=reason)
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -110,8 +111,16 @@ class SessionService:
     # -- opening and refreshing ------------------------------------------------------------
 
     async def open(
-        self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
+        self,
+        db: AsyncSession,
+        user: User,
+        client: ClientInfo,
+        *,
+        method: str = "password",
+        amr: Sequence[str],
     ) -> IssuedTokens:
+        """A new session of ``user``; ``amr`` names the RFC 8176 methods of the sign-in
+        (``pwd``, ``fed``, ``otp``, ``mfa``)."""
         now = utc_now()
         expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
         token_expires_at = self._token_deadline(now, expires_at)
@@ -341,6 +350,18 @@ class SessionService:
         await self._users.update(db, user, tokens_valid_after=now)
         await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
+        await self._deny_sessions(ids)
+        return ids
+
+    async def end_others(
+        self, db: AsyncSession, user: User, current: uuid.UUID, *, reason: str
+    ) -> list[uuid.UUID]:
+        """End every session of the user but ``current`` (whose tokens keep working): each
+        ended session's access tokens are refused at once through the shared store. A pending
+        email change is cancelled, as by ``end_all``."""
+        now = utc_now()
+        await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
+        ids = await self._repo.revoke_user_sessions(db, user.id, now, reason, keep=current)
         await self._deny_sessions(ids)
         return ids
 

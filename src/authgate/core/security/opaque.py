@@ -1,4 +1,4 @@
-"""Opaque tokens: refresh tokens, email links and one-time codes.
+"""Opaque tokens: refresh tokens, email links, one-time codes and MFA sign-in tokens.
 
 A token is ``<kind prefix><43 chars of base64url>`` (256 random bits). Only its keyed hash
 (HMAC-SHA256 under AUTHGATE_SECRET_KEY) is ever stored, which gives O(1) lookup by an indexed
@@ -20,6 +20,8 @@ class TokenKind(StrEnum):
     oauth_code = "ago_"
     email_change = "age_"
     oauth_state = "ags_"
+    #: A sign-in waiting for its second factor (``POST /auth/mfa/verify``).
+    mfa = "agm_"
 
 
 TOKEN_BYTES = 32
