@@ -25,6 +25,8 @@ from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
 from authgate.oauth.repository import OAuthRepository
 from authgate.sessions.repository import SessionRepository
+from authgate.sign_in_alerts.repository import SignInPairRepository
+from authgate.sign_in_alerts.service import KNOWN_FOR
 from authgate.users.emails import normalize_email
 from authgate.users.repository import UserRepository
 
@@ -60,7 +62,8 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
 
 
 async def purge_expired(settings: Settings) -> dict[str, int]:
-    """Delete what can never be used again: expired or spent one-time tokens, ended sessions."""
+    """Delete what can never be used again: expired or spent one-time tokens, ended sessions,
+    and the sign-in pairs the new-sign-in alert no longer counts as familiar."""
     engine = make_engine(settings)
     now = utc_now()
     try:
@@ -68,7 +71,13 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
             tokens = await ActionTokenRepository().purge(db, now)
             sessions = await SessionRepository().purge_ended(db, now)
             states = await OAuthRepository().purge_expired_states(db, now)
-        return {"action_tokens": tokens, "sessions": sessions, "oauth_states": states}
+            pairs = await SignInPairRepository().purge(db, now - KNOWN_FOR)
+        return {
+            "action_tokens": tokens,
+            "sessions": sessions,
+            "oauth_states": states,
+            "sign_in_pairs": pairs,
+        }
     finally:
         await engine.dispose()
 
@@ -128,8 +137,8 @@ HOUSEKEEPING_INTERVAL = 600.0
 
 class Housekeeper:
     """Deletes expired ``oauth_states`` rows every ``interval`` seconds, so they do not pile up
-    between runs of ``authgate purge-expired``. Only expired states: sessions and one-time tokens
-    stay for the CLI (recent ended sessions still serve the new-sign-in alert)."""
+    between runs of ``authgate purge-expired``. Only expired states: sessions, one-time tokens and
+    sign-in pairs stay for the CLI."""
 
     def __init__(
         self,

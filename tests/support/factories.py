@@ -12,6 +12,7 @@ Argon2 parameters) and reused: every factory user has a real Argon2id hash, so l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -77,10 +78,20 @@ class Factory:
                 await users.update(db, user, is_active=is_active, is_superuser=is_superuser)
         return user
 
-    async def session(self, user: User, *, method: str = "password") -> IssuedTokens:
-        """A new sign-in of ``user``, as a login opens it (``SessionService.open``)."""
+    async def session(
+        self,
+        user: User,
+        *,
+        method: str = "password",
+        amr: Sequence[str] = ("pwd",),
+        client: ClientInfo | None = None,
+    ) -> IssuedTokens:
+        """A new sign-in of ``user``, as a login opens it (``SessionService.open``; a new
+        IP + User-Agent pair of a user who signed in before queues the new-sign-in mail)."""
         async with self.runtime.sessionmaker() as db, db.begin():
-            return await self.runtime.sessions.open(db, user, self.client, method=method)
+            return await self.runtime.sessions.open(
+                db, user, client or self.client, method=method, amr=amr
+            )
 
     async def account(
         self,
@@ -94,7 +105,9 @@ class Factory:
         ``Flows.signed_up`` gives, without HTTP, mail or audit events."""
         user = await self.user(email, password=password, name=name, is_superuser=is_superuser)
         async with self.runtime.sessionmaker() as db, db.begin():
-            tokens = await self.runtime.sessions.open(db, user, self.client)
+            tokens = await self.runtime.sessions.open(
+                db, user, self.client, method="password", amr=("pwd",)
+            )
             await self.runtime.users_repo.set_last_login(db, user, utc_now())
         return Account(user.email, password, tokens.access_token, tokens.refresh_token)
 

@@ -189,7 +189,8 @@ class AuthService:
             raise EmailNotVerified()
         if new_hash is not None:
             await self._users.update(db, user, password_hash=new_hash)
-        issued = await self._sessions.open(db, user, client, method="password")
+        # Opened before last_login_at moves: the new-sign-in alert reads it (SessionService.open).
+        issued = await self._sessions.open(db, user, client, method="password", amr=("pwd",))
         await self._throttle.remember_device(account_key(user.email), client)
         await self._users.set_last_login(db, user, utc_now())
         await self._audit.insert(

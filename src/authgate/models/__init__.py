@@ -9,6 +9,7 @@ from authgate.models.oauth_identity import OAuthIdentity
 from authgate.models.oauth_state import OAuthState
 from authgate.models.provider_token import ProviderToken
 from authgate.models.refresh_token import RefreshToken
+from authgate.models.sign_in_pair import SignInPair
 from authgate.models.user import User
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "OutboxStatus",
     "ProviderToken",
     "RefreshToken",
+    "SignInPair",
     "User",
 ]

@@ -412,7 +412,12 @@ class OAuthService:
         if user is None or not user.is_active or not user.email_verified:
             raise InvalidToken()
         provider = str(data.get("provider", "unknown"))
-        issued = await self._sessions.open(db, user, client, method=f"oauth:{provider}")
+        # RFC 8176 has no value for "signed in at another identity provider"; "fed" (federated
+        # authentication) is what Microsoft Entra ID issues for one. Opened before last_login_at
+        # moves: the new-sign-in alert reads it (SessionService.open).
+        issued = await self._sessions.open(
+            db, user, client, method=f"oauth:{provider}", amr=("fed",)
+        )
         await self._users.set_last_login(db, user, utc_now())
         self._audit.record(
             db,
