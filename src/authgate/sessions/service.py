@@ -155,6 +155,8 @@ class SessionService:
         *,
         alert: bool,
     ) -> IssuedTokens:
+        if isinstance(amr, str):  # ("pwd") is a string: its letters are no methods
+            raise TypeError("amr is a sequence of method names, not one string")
         amr = tuple(amr)
         stored_amr = " ".join(amr)
         if not all(_AMR_VALUE.fullmatch(v) for v in amr) or len(stored_amr) > 64:
