@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
 from authgate.core.time import shifted, utc_now
 from authgate.mfa.factors import totp_associated_data
@@ -27,6 +28,7 @@ from authgate.models import (
     EmailOutbox,
     OAuthState,
     RefreshToken,
+    SignInPair,
     TotpSecret,
 )
 from authgate.runtime import Runtime
@@ -187,7 +189,8 @@ def test_openapi(cli: Cli) -> None:
 async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: Cli) -> None:
     """Expired and ended rows go, live ones stay: a session past its end or revoked (with its
     refresh tokens), a one-time token expired, superseded or spent, an expired OAuth state, an
-    expired MFA challenge."""
+    expired MFA challenge, a sign-in pair unseen for 90 days (the new-sign-in alert's memory
+    outlives the sessions)."""
     await asyncio.to_thread(cli.run, "migrate")
     settings = make_settings(
         database_url=cli.env["AUTHGATE_DATABASE_URL"], keys_dir=cli.workdir / "keys"
@@ -202,6 +205,10 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
         with shifted(-timedelta(seconds=settings.refresh_token_ttl, days=1)):
             expired = await factory.session(user)
         revoked = await factory.session(user)
+        with shifted(-timedelta(days=91)):
+            old_pair = await factory.session(
+                user, client=ClientInfo(ip_address="198.51.100.9", user_agent="old-browser/1")
+            )
         async with runtime.sessionmaker() as db, db.begin():
             assert await SessionRepository().revoke_session(
                 db, revoked.session_id, utc_now(), "logout"
@@ -226,14 +233,22 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
 
         async with runtime.sessionmaker() as db:
             before = set((await db.scalars(select(AuthSession.id))).all())
-        assert before == {live.session_id, expired.session_id, revoked.session_id}
+            pairs = len((await db.scalars(select(SignInPair.pair_hash))).all())
+        assert before == {
+            live.session_id,
+            expired.session_id,
+            revoked.session_id,
+            old_pair.session_id,
+        }
+        assert pairs == 2  # the test client's, seen just now, and the one of 91 days ago
 
         counts = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
         assert counts == {
             "action_tokens": 3,
-            "sessions": 2,
+            "sessions": 3,
             "oauth_states": 1,
             "mfa_challenges": 1,
+            "sign_in_pairs": 1,
         }
 
         async with runtime.sessionmaker() as db:
@@ -241,7 +256,9 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
             tokens = (await db.execute(select(RefreshToken.session_id, RefreshToken.used_at))).all()
             actions = set((await db.scalars(select(ActionToken.token_hash))).all())
             states = set((await db.scalars(select(OAuthState.id))).all())
+            pairs = len((await db.scalars(select(SignInPair.pair_hash))).all())
         assert sessions == {live.session_id}
+        assert pairs == 1
         assert rotated.session_id == live.session_id
         # The live session keeps its whole chain (the spent token proves reuse later).
         assert sorted(
@@ -255,7 +272,13 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
 
         # A second run finds nothing more to delete.
         again = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
-        assert again == {"action_tokens": 0, "sessions": 0, "oauth_states": 0, "mfa_challenges": 0}
+        assert again == {
+            "action_tokens": 0,
+            "sessions": 0,
+            "oauth_states": 0,
+            "mfa_challenges": 0,
+            "sign_in_pairs": 0,
+        }
     finally:
         await runtime.close()
 

@@ -176,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
     sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(func=cmd_openapi)
     sub.add_parser("worker", help="run the email outbox dispatcher").set_defaults(func=cmd_worker)
-    sub.add_parser("purge-expired", help="delete expired tokens and sessions").set_defaults(
-        func=cmd_purge_expired
-    )
+    sub.add_parser(
+        "purge-expired", help="delete expired tokens, ended sessions, old sign-in pairs"
+    ).set_defaults(func=cmd_purge_expired)
 
     admin = sub.add_parser("create-admin", help="create (or promote) a verified superuser")
     admin.add_argument("email")

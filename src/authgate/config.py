@@ -246,6 +246,10 @@ class Settings(BaseSettings):
     email_retry_base_seconds: float = Field(default=2.0, gt=0)
     email_poll_interval: float = Field(default=1.0, gt=0)
     email_sent_retention_days: int = Field(default=7, ge=0)
+    #: Mail the account (``new_sign_in``) when a sign-in comes from an IP address + User-Agent
+    #: pair that none of its sign-ins of the last 90 days came from; never for an account's
+    #: first sign-in. The pairs are recorded either way (so switching it on sends no wave).
+    new_sign_in_alerts: bool = True
 
     oauth_providers: Annotated[list[OAuthProviderConfig], NoDecode] = Field(default_factory=list)
     oauth_link_by_email: bool = False

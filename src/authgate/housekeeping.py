@@ -26,6 +26,8 @@ from authgate.core.time import utc_now
 from authgate.mfa.repository import MfaRepository
 from authgate.oauth.repository import OAuthRepository
 from authgate.sessions.repository import SessionRepository
+from authgate.sign_in_alerts.repository import SignInPairRepository
+from authgate.sign_in_alerts.service import KNOWN_FOR
 from authgate.users.emails import normalize_email
 from authgate.users.repository import UserRepository
 
@@ -62,7 +64,8 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
 
 async def purge_expired(settings: Settings) -> dict[str, int]:
     """Delete what can never be used again: expired or spent one-time tokens, ended sessions,
-    expired pending OAuth sign-ins and MFA challenges."""
+    expired pending OAuth sign-ins and MFA challenges, and the sign-in pairs the new-sign-in
+    alert no longer counts as familiar."""
     engine = make_engine(settings)
     now = utc_now()
     try:
@@ -71,11 +74,13 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
             sessions = await SessionRepository().purge_ended(db, now)
             states = await OAuthRepository().purge_expired_states(db, now)
             challenges = await MfaRepository().purge_challenges(db, now)
+            pairs = await SignInPairRepository().purge(db, now - KNOWN_FOR)
         return {
             "action_tokens": tokens,
             "sessions": sessions,
             "oauth_states": states,
             "mfa_challenges": challenges,
+            "sign_in_pairs": pairs,
         }
     finally:
         await engine.dispose()
@@ -154,8 +159,8 @@ HOUSEKEEPING_INTERVAL = 600.0
 
 class Housekeeper:
     """Deletes expired ``oauth_states`` rows every ``interval`` seconds, so they do not pile up
-    between runs of ``authgate purge-expired``. Only expired states: sessions and one-time tokens
-    stay for the CLI (recent ended sessions still serve the new-sign-in alert)."""
+    between runs of ``authgate purge-expired``. Only expired states: sessions, one-time tokens and
+    sign-in pairs stay for the CLI."""
 
     def __init__(
         self,

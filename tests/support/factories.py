@@ -85,11 +85,19 @@ class Factory:
         return user
 
     async def session(
-        self, user: User, *, method: str = "password", amr: Sequence[str] = ("pwd",)
+        self,
+        user: User,
+        *,
+        method: str = "password",
+        amr: Sequence[str] = ("pwd",),
+        client: ClientInfo | None = None,
     ) -> IssuedTokens:
-        """A new sign-in of ``user``, as a login opens it (``SessionService.open``)."""
+        """A new sign-in of ``user``, as a login opens it (``SessionService.open``; a new
+        IP + User-Agent pair of a user who signed in before queues the new-sign-in mail)."""
         async with self.runtime.sessionmaker() as db, db.begin():
-            return await self.runtime.sessions.open(db, user, self.client, method=method, amr=amr)
+            return await self.runtime.sessions.open(
+                db, user, client or self.client, method=method, amr=amr
+            )
 
     async def account(
         self,
@@ -103,7 +111,9 @@ class Factory:
         ``Flows.signed_up`` gives, without HTTP, mail or audit events."""
         user = await self.user(email, password=password, name=name, is_superuser=is_superuser)
         async with self.runtime.sessionmaker() as db, db.begin():
-            tokens = await self.runtime.sessions.open(db, user, self.client, amr=("pwd",))
+            tokens = await self.runtime.sessions.open(
+                db, user, self.client, method="password", amr=("pwd",)
+            )
             await self.runtime.users_repo.set_last_login(db, user, utc_now())
         return Account(user.email, password, tokens.access_token, tokens.refresh_token)
 

@@ -961,6 +961,8 @@ export interface components {
             sid?: string | null;
             /** Scope */
             scope?: string | null;
+            /** Amr */
+            amr?: string[] | null;
             /** Token Type */
             token_type?: string | null;
             /** Client Id */
@@ -1210,6 +1212,11 @@ export interface components {
             ip_address: string | null;
             /** User Agent */
             user_agent: string | null;
+            /**
+             * Amr
+             * @description RFC 8176 authentication methods of the sign-in that opened the session (`pwd`, `otp`, `mfa`, `fed`), as in the `amr` claim of its access tokens; `[]` for a session older than the claim.
+             */
+            amr: string[];
             /** Current */
             current: boolean;
         };

@@ -425,6 +425,9 @@ class OAuthService:
             if token is None:
                 raise InvalidToken()
             raise MfaRequired(token)
+        # RFC 8176 has no value for "signed in at another identity provider"; "fed" (federated
+        # authentication) is what Microsoft Entra ID issues for one. Opened before last_login_at
+        # moves: the new-sign-in alert reads it (SessionService.open).
         issued = await self._sessions.open(db, user, client, method=method, amr=("fed",))
         await self._users.set_last_login(db, user, utc_now())
         self._audit.record(

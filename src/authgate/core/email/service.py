@@ -68,6 +68,7 @@ class EmailTemplate(StrEnum):
     mfa_enabled = "mfa_enabled"
     mfa_disabled = "mfa_disabled"
     mfa_recovery_codes = "mfa_recovery_codes"
+    new_sign_in = "new_sign_in"
 
 
 #: Mail about something that happened to the recipient's own, verified account: never limited.
@@ -82,6 +83,7 @@ SECURITY_NOTICES = frozenset(
         EmailTemplate.mfa_enabled,
         EmailTemplate.mfa_disabled,
         EmailTemplate.mfa_recovery_codes,
+        EmailTemplate.new_sign_in,
     }
 )
 #: The named limit on the other messages per recipient address.

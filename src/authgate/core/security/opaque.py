@@ -43,6 +43,13 @@ class OpaqueTokens:
     def hash(self, token: str) -> str:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
+    def keyed_hash(self, label: str, *parts: str) -> str:
+        """HMAC-SHA256 (hex) of ``parts`` under the server key, for a value that must be
+        recognised later without being kept (an IP address + User-Agent pair). ``label`` keeps
+        each use apart from the others and from token hashes (no token holds a NUL)."""
+        message = "\x00".join((label, *parts)).encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
     def derive(self, kind: TokenKind, parent: str, label: str) -> tuple[str, str]:
         """A token computed from another one: only the holder of ``parent`` *and* the server key
         can produce it. Used to hand back the same successor refresh token to a replay inside the

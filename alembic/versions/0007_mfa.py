@@ -6,8 +6,8 @@ time-step of the last accepted code; ``recovery_codes`` keyed hashes of single-u
 factor. Every row goes with its user (ON DELETE CASCADE). The downgrade drops the three tables,
 so every account's second factor with them.
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07 21:24:35.467274
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 import authgate.core.db
 
-revision: str = "0006"
-down_revision: str | None = "0004"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
