@@ -3,8 +3,6 @@ the session (refreshes and grace replays included), shown by ``/sessions`` and i
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from authgate.core.time import shifted
 from authgate.runtime import Runtime
 from tests.jwt_forgery import forged_tokens
-from tests.support.api import assert_problem, bearer, me, refresh, sid_of
+from tests.support.api import amr_of, assert_problem, bearer, claims_of, me, refresh, sid_of
 from tests.support.factories import Factory
 from tests.support.flows import Flows
 
@@ -23,15 +21,6 @@ API = "/api/v1"
 MFA = ("pwd", "otp", "mfa")
 NEW_PASSWORD = "a brand new and long passphrase"
 INTROSPECTION = ("svc", "s3cret-value-123")
-
-
-def claims_of(access_token: str) -> dict[str, Any]:
-    payload = access_token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
-def amr_of(access_token: str) -> Any:
-    return claims_of(access_token)["amr"]
 
 
 async def sessions(client: httpx.AsyncClient, access_token: str) -> dict[str, dict[str, Any]]:

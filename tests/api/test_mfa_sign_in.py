@@ -15,7 +15,7 @@ from sqlalchemy import select
 from authgate.core.time import shifted
 from authgate.models import ActionKind, AuthSession
 from authgate.runtime import Runtime
-from tests.support.api import API, assert_problem, me
+from tests.support.api import API, amr_of, assert_problem, me
 from tests.support.cookies import no_refresh_cookie, refresh_by_cookie, refresh_cookie
 from tests.support.db import audit_count, authgate_logs, scan_logs
 from tests.support.factories import Factory
@@ -250,6 +250,34 @@ async def test_a_disabled_account_cannot_complete_its_challenge(
         assert found is not None
         await runtime.users_repo.update(db, found, is_active=False)
     assert_problem(await verify(client, token, totp_code(enrolled.secret)), 400, "invalid_token")
+
+
+async def test_the_second_factor_is_in_the_amr_across_refreshes(
+    factory: Factory, client: httpx.AsyncClient
+) -> None:
+    """TOTP: ``["pwd", "otp", "mfa"]``; a recovery code: ``["pwd", "mfa"]`` (RFC 8176), in the
+    access token, after a refresh and in ``/sessions``."""
+    user = await factory.user()
+    enrolled = await factory.totp(user)
+    by_totp = (
+        await verify(client, await mfa_token(client, user.email), totp_code(enrolled.secret))
+    ).json()
+    by_code = (
+        await verify(
+            client, await mfa_token(client, user.email), enrolled.recovery_codes[0], "recovery_code"
+        )
+    ).json()
+    assert amr_of(by_totp["access_token"]) == ["pwd", "otp", "mfa"]
+    assert amr_of(by_code["access_token"]) == ["pwd", "mfa"]
+    refreshed = await client.post(
+        f"{API}/auth/refresh", json={"refresh_token": by_totp["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert amr_of(refreshed.json()["access_token"]) == ["pwd", "otp", "mfa"]
+    listed = await client.get(
+        f"{API}/sessions", headers={"Authorization": f"Bearer {by_code['access_token']}"}
+    )
+    assert sorted(s["amr"] for s in listed.json()) == [["pwd", "mfa"], ["pwd", "otp", "mfa"]]
 
 
 async def test_a_session_opened_by_the_second_factor_works(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from authgate.models import AuditEvent, AuthSession, User
 from authgate.runtime import Runtime
-from tests.support.api import API, assert_problem, me
+from tests.support.api import API, amr_of, assert_problem, me
 from tests.support.db import audit_count
 from tests.support.factories import Factory
 from tests.support.mfa import totp_code, verify
@@ -50,6 +50,7 @@ async def test_a_provider_sign_in_needs_the_second_factor(
     sessions = await _sessions(runtime, user.id)
     assert len(sessions) == len(sessions_before) + 1
     assert {s.auth_method for s in sessions} == {"oauth:test"}
+    assert amr_of(signed_in.json()["access_token"]) == ["fed", "otp", "mfa"]
     async with runtime.sessionmaker() as db:
         details = (
             await db.scalars(
