@@ -7,12 +7,14 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup run migrate test test-fast lint fmt typecheck bench bench-inprocess openapi clean system-deps docs docs-serve docs-screenshots
+.PHONY: help setup run migrate test test-fast lint fmt typecheck bench bench-inprocess openapi clean system-deps client example docs docs-serve docs-screenshots
 
 help:
 	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite, console email, dev keys)"
 	@echo "make test   - set up and run lint, type checks and the whole suite (SQLite + PostgreSQL)"
 	@echo "make bench  - run the benchmark suite (BENCH_DB=postgres for PostgreSQL)"
+	@echo "make example - serve the example SPA on http://localhost:5173 (next to make run)"
+	@echo "make client  - regenerate the TypeScript kit's types from the API spec, type-check, build"
 	@echo "make docs   - build the documentation site into site/ (strict, offline); make docs-serve"
 	@echo "make lint | fmt | migrate | openapi"
 
@@ -36,6 +38,27 @@ run: setup
 
 openapi: setup
 	@$(UV) run --frozen authgate openapi
+
+# The TypeScript kit (clients/typescript) and the example SPA on it (examples/spa). Node packages
+# come from each project's committed package-lock.json (npm ci, skipped when already installed).
+CLIENT_DIR := clients/typescript
+SPA_DIR := examples/spa
+
+# After any change to the API: regenerate src/schema.d.ts from `authgate openapi` with the kit's
+# pinned openapi-typescript, then type-check and build it (tests/test_client_kit.py fails until then).
+client: setup
+	@bash scripts/npm-ci.sh $(CLIENT_DIR)
+	@spec=$$(mktemp) && trap 'rm -f "$$spec"' EXIT && \
+		$(UV) run --frozen authgate openapi > "$$spec" && \
+		cd $(CLIENT_DIR) && node scripts/generate-schema.mjs "$$spec" src/schema.d.ts
+	cd $(CLIENT_DIR) && npm run --silent typecheck && npm run --silent build
+	@echo "regenerated $(CLIENT_DIR)/src/schema.d.ts and built $(CLIENT_DIR)/dist"
+
+# The example SPA's dev server on http://localhost:5173 (AUTHGATE_FRONTEND_URL's default, so the
+# emails of `make run` link to it); it calls authgate at http://localhost:8000 (public/config.js).
+example:
+	@bash scripts/npm-ci.sh $(CLIENT_DIR) $(SPA_DIR)
+	cd $(SPA_DIR) && npm run dev
 
 # The documentation site (mkdocs.yml): MkDocs Material, strict, nothing fetched from the network.
 # The settings, HTTP, CLI and metrics references are generated from the code (docsgen/); the

@@ -7,7 +7,7 @@ throwaway PostgreSQL), drives them with wrk and prints one table plus
 
 Environment: ``BENCH_DB`` (sqlite|postgres), ``BENCH_DURATION`` (seconds per scenario, 8),
 ``BENCH_WRK_THREADS`` (1), ``BENCH_CONNECTIONS`` (32), ``BENCH_STORM_CONNECTIONS`` (64),
-``BENCH_USERS`` (4), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20).
+``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class Config:
     connections: int = field(default_factory=lambda: env_int("BENCH_CONNECTIONS", 32))
     storm_connections: int = field(default_factory=lambda: env_int("BENCH_STORM_CONNECTIONS", 64))
     users: int = field(default_factory=lambda: env_int("BENCH_USERS", 4))
+    #: Pending second-factor sign-ins made for the mfa_verify scenario (one user each).
+    mfa_challenges: int = field(default_factory=lambda: env_int("BENCH_MFA_CHALLENGES", 4000))
     probe_rate: float = field(
         default_factory=lambda: float(os.environ.get("BENCH_PROBE_RATE", "20"))
     )
@@ -510,6 +512,9 @@ def derive(
         "login_vs_parallel_hashing": round(results["login"]["rps"] / parallel_rate, 3),
         "me_vs_bare": round(results["users_me"]["rps"] / results["bare"]["rps"], 3),
         "refresh_rps": results["refresh"]["rps"],
+        "refresh_cookie_vs_body": round(
+            results["refresh_cookie"]["rps"] / results["refresh"]["rps"], 3
+        ),
         "health_p50_storm_ms": probe["p50_ms"],
         "health_p99_storm_ms": probe["p99_ms"],
         "rss_storm_mb": round(rss_storm, 1),
@@ -630,9 +635,14 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
 
         hash_timings = argon2_hash_timings()
         emails = seed.seed(app.url, database_url, cfg.users)
-        pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * cfg.connections))
+        chains = 2 * cfg.connections
+        pairs = asyncio.run(seed.login_pairs(app.url, emails, 1 + 2 * chains))
         tokens_file = tmp / "refresh_tokens.txt"
-        tokens_file.write_text("\n".join(str(p["refresh_token"]) for p in pairs[1:]) + "\n")
+        tokens = [str(p["refresh_token"]) for p in pairs[1:]]
+        tokens_file.write_text("\n".join(tokens[:chains]) + "\n")
+        mfa_file = tmp / "mfa_challenges.txt"
+        cookie_tokens_file = tmp / "refresh_cookie_tokens.txt"
+        cookie_tokens_file.write_text("\n".join(tokens[chains:]) + "\n")
         settle(app)
         rss_idle = rss_mb(app.serving_pid())
         idle_probe = probe_health(app.url, cfg.probe_rate, 2.0)
@@ -654,6 +664,26 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
                     {"BENCH_TOKENS_FILE": str(tokens_file)},
                 ),
             ),
+            (
+                app,
+                Scenario(
+                    "refresh_cookie",
+                    f"{API}/auth/refresh",
+                    "refresh_cookie.lua",
+                    c,
+                    {"BENCH_TOKENS_FILE": str(cookie_tokens_file), "BENCH_ORIGIN": app.url},
+                ),
+            ),
+            (
+                app,
+                Scenario(
+                    "mfa_verify",
+                    f"{API}/auth/mfa/verify",
+                    "mfa_verify.lua",
+                    c,
+                    {"BENCH_MFA_FILE": str(mfa_file)},
+                ),
+            ),
             (app, Scenario("login", f"{API}/auth/login", "login.lua", 16, logins)),
             (app, Scenario("register", f"{API}/auth/register", "register.lua", 16, registers)),
         ]
@@ -661,6 +691,12 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
         profile: dict[str, Any] | None = None
         for server, scenario in scenarios:
             settle(server)
+            if scenario.name == "mfa_verify":
+                # One user per request (a code counts once per account); codes live 30-60 s.
+                env = authgate_env(tmp, database_url, app.port)
+                pairs_mfa = asyncio.run(seed.mfa_challenges(env, cfg.mfa_challenges))
+                mfa_file.write_text("".join(f"{t} {code}\n" for t, code in pairs_mfa))
+                settle(server)
             if scenario.name == "login":
                 # The machine's speed drifts (shared hosts): time the hash next to the logins.
                 hash_timings += argon2_hash_timings()

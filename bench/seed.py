@@ -3,12 +3,20 @@
 Users go in through the public API (``POST /auth/register``, so their password hashes are the
 real Argon2id ones the server writes) and are then marked verified with one SQL ``UPDATE``,
 which stands in for clicking the emailed link. Tokens come from real logins.
+
+The second-factor scenario needs one user per request (a TOTP code is accepted once per account):
+``mfa_challenges`` makes them through the service's own repositories and key ring (the same
+settings as the server), each with a confirmed TOTP secret and a pending ``agm_`` challenge, as a
+right password at ``/auth/login`` would have left it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from unittest import mock
 
 import httpx
 from sqlalchemy import update
@@ -81,3 +89,52 @@ def seed(base_url: str, database_url: str, users: int) -> list[str]:
     if verified != len(emails):
         raise RuntimeError(f"verified {verified} of {len(emails)} seeded users")
     return emails
+
+
+async def mfa_challenges(env: Mapping[str, str], count: int) -> list[tuple[str, str]]:
+    """``count`` (``agm_`` token, TOTP code) pairs, each of its own verified user with TOTP on.
+
+    The codes are those of the next 30 s step, which ``/auth/mfa/verify`` accepts (±1 step) for
+    the next 30 to 60 s: call this right before the scenario."""
+    import pyotp
+
+    from authgate.core.http import ClientInfo
+    from authgate.core.time import utc_now
+    from authgate.mfa.codes import new_totp_secret
+    from authgate.mfa.factors import SecondFactor
+    from authgate.mfa.repository import MfaRepository
+    from authgate.runtime import Runtime
+
+    with mock.patch.dict(os.environ, dict(env)):
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-seed")
+    repo, factors = MfaRepository(), SecondFactor(runtime.encryption, runtime.opaque)
+    pairs: list[tuple[str, str]] = []
+    try:
+        password_hash = await runtime.passwords.hash(PASSWORD)
+        step_of = pyotp.TOTP(new_totp_secret()).timecode
+        for start in range(0, count, 500):
+            async with runtime.sessionmaker() as db, db.begin():
+                for index in range(start, min(count, start + 500)):
+                    user = await runtime.users_repo.create(
+                        db,
+                        email=f"bench-mfa-{os.getpid()}-{index}@example.com",
+                        password_hash=password_hash,
+                        email_verified=True,
+                    )
+                    assert user is not None
+                    secret, now = new_totp_secret(), utc_now()
+                    ciphertext, key_id = factors.seal(user.id, secret)
+                    assert await repo.put_pending(
+                        db, user_id=user.id, secret_ct=ciphertext, key_id=key_id, now=now
+                    )
+                    row = await repo.totp(db, user.id)
+                    assert row is not None
+                    assert await repo.confirm(db, row.id, step_of(now) - 2, now)
+                    token = await runtime.mfa_challenges.challenge(db, user.id, "password", client)
+                    code = pyotp.TOTP(secret).at(now + timedelta(seconds=30))
+                    pairs.append((token, code))
+    finally:
+        await runtime.close()
+    return pairs

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs for real and a fresh Debian machine may lack:
-# PostgreSQL server binaries and Redis (apt), Node.js for the local OpenID provider, and
-# promtool (Debian's `prometheus`) to check the alert rules in deploy/ (tests/deploy).
+# PostgreSQL server binaries and Redis (apt), Node.js for the local OpenID provider and the
+# TypeScript client kit, Chromium for the browser tests (Playwright drives Debian's build: the
+# tests never download a browser), and promtool (Debian's `prometheus`) to check the alert
+# rules in deploy/ (tests/deploy).
 set -euo pipefail
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -288,6 +288,12 @@ def forged_tokens(
     add(("jti_int", signed(body=claims(jti=1))))
     add(("jti_empty", signed(body=claims(jti=""))))
     add(("scope_list", signed(body=claims(scope=["admin"]))))
+    # amr is what we issue, a JSON array of strings, or absent (a token from before the claim).
+    add(("amr_string", signed(body=claims(amr="pwd"))))
+    add(("amr_null", signed(body=claims(amr=None))))
+    add(("amr_object", signed(body=claims(amr={"pwd": True}))))
+    add(("amr_int_item", signed(body=claims(amr=["pwd", 1]))))
+    add(("amr_nested_list", signed(body=claims(amr=[["pwd"]]))))
 
     # -- tampering ------------------------------------------------------------------------------------------
     payload = unb64(payload_segment)

@@ -16,8 +16,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from authgate.core.http import ClientInfo
+from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
 from authgate.core.time import shifted, utc_now
-from authgate.models import ActionKind, ActionToken, AuthSession, OAuthState, RefreshToken
+from authgate.mfa.factors import totp_associated_data
+from authgate.models import (
+    ActionKind,
+    ActionToken,
+    AuditEvent,
+    AuthSession,
+    EmailOutbox,
+    OAuthState,
+    RefreshToken,
+    SignInPair,
+    TotpSecret,
+)
 from authgate.runtime import Runtime
 from authgate.sessions.repository import SessionRepository
 from authgate.users.emails import email_key
@@ -175,7 +188,9 @@ def test_openapi(cli: Cli) -> None:
 
 async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: Cli) -> None:
     """Expired and ended rows go, live ones stay: a session past its end or revoked (with its
-    refresh tokens), a one-time token expired, superseded or spent, an expired OAuth state."""
+    refresh tokens), a one-time token expired, superseded or spent, an expired OAuth state, an
+    expired MFA challenge, a sign-in pair unseen for 90 days (the new-sign-in alert's memory
+    outlives the sessions)."""
     await asyncio.to_thread(cli.run, "migrate")
     settings = make_settings(
         database_url=cli.env["AUTHGATE_DATABASE_URL"], keys_dir=cli.workdir / "keys"
@@ -190,6 +205,10 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
         with shifted(-timedelta(seconds=settings.refresh_token_ttl, days=1)):
             expired = await factory.session(user)
         revoked = await factory.session(user)
+        with shifted(-timedelta(days=91)):
+            old_pair = await factory.session(
+                user, client=ClientInfo(ip_address="198.51.100.9", user_agent="old-browser/1")
+            )
         async with runtime.sessionmaker() as db, db.begin():
             assert await SessionRepository().revoke_session(
                 db, revoked.session_id, utc_now(), "logout"
@@ -206,19 +225,40 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
         live_state = await factory.oauth_state(ttl_seconds=600)
         await factory.oauth_state(ttl_seconds=-60)
 
+        async with runtime.sessionmaker() as db, db.begin():
+            await runtime.mfa_challenges.challenge(db, user.id, "password", TEST_CLIENT)
+        with shifted(-timedelta(seconds=settings.mfa_token_ttl + 60)):
+            async with runtime.sessionmaker() as db, db.begin():
+                await runtime.mfa_challenges.challenge(db, user.id, "password", TEST_CLIENT)
+
         async with runtime.sessionmaker() as db:
             before = set((await db.scalars(select(AuthSession.id))).all())
-        assert before == {live.session_id, expired.session_id, revoked.session_id}
+            pairs = len((await db.scalars(select(SignInPair.pair_hash))).all())
+        assert before == {
+            live.session_id,
+            expired.session_id,
+            revoked.session_id,
+            old_pair.session_id,
+        }
+        assert pairs == 2  # the test client's, seen just now, and the one of 91 days ago
 
         counts = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
-        assert counts == {"action_tokens": 3, "sessions": 2, "oauth_states": 1}
+        assert counts == {
+            "action_tokens": 3,
+            "sessions": 3,
+            "oauth_states": 1,
+            "mfa_challenges": 1,
+            "sign_in_pairs": 1,
+        }
 
         async with runtime.sessionmaker() as db:
             sessions = set((await db.scalars(select(AuthSession.id))).all())
             tokens = (await db.execute(select(RefreshToken.session_id, RefreshToken.used_at))).all()
             actions = set((await db.scalars(select(ActionToken.token_hash))).all())
             states = set((await db.scalars(select(OAuthState.id))).all())
+            pairs = len((await db.scalars(select(SignInPair.pair_hash))).all())
         assert sessions == {live.session_id}
+        assert pairs == 1
         assert rotated.session_id == live.session_id
         # The live session keeps its whole chain (the spent token proves reuse later).
         assert sorted(
@@ -232,7 +272,13 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
 
         # A second run finds nothing more to delete.
         again = json.loads((await asyncio.to_thread(cli.run, "purge-expired")).stdout)
-        assert again == {"action_tokens": 0, "sessions": 0, "oauth_states": 0}
+        assert again == {
+            "action_tokens": 0,
+            "sessions": 0,
+            "oauth_states": 0,
+            "mfa_challenges": 0,
+            "sign_in_pairs": 0,
+        }
     finally:
         await runtime.close()
 
@@ -284,3 +330,68 @@ def test_dead_email_is_listed_and_sent_again(cli: Cli) -> None:
         refused = cli.run("email", "retry", bad, check=False)
         assert refused.returncode == 1, bad
         assert refused.stderr.startswith("error:") and "Traceback" not in refused.stderr
+
+
+async def test_users_reset_mfa(cli: Cli) -> None:
+    """``authgate users reset-mfa EMAIL``: TOTP and recovery codes go, audited, the owner mailed
+    (through the outbox, which ``serve`` or ``worker`` delivers)."""
+    await asyncio.to_thread(cli.run, "migrate")
+    settings = make_settings(
+        database_url=cli.env["AUTHGATE_DATABASE_URL"], keys_dir=cli.workdir / "keys"
+    )
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        factory = Factory(runtime)
+        user = await factory.user()
+        await factory.totp(user)
+        done = await asyncio.to_thread(cli.run, "users", "reset-mfa", user.email.upper())
+        assert "removed" in done.stdout
+        async with runtime.sessionmaker() as db:
+            mfa = await runtime.mfa.status(db, user)
+            assert (mfa.totp, mfa.recovery_codes_left) == (False, 0)
+            outbox = (await db.scalars(select(EmailOutbox.template))).all()
+            audit = (
+                await db.scalars(select(AuditEvent.detail).where(AuditEvent.type == "mfa_disabled"))
+            ).all()
+        assert outbox == ["mfa_disabled"]
+        assert audit == [{"by": "cli", "was_on": True}]
+
+        again = await asyncio.to_thread(cli.run, "users", "reset-mfa", user.email)
+        assert "was not on" in again.stdout
+        unknown = await asyncio.to_thread(
+            cli.run, "users", "reset-mfa", "nobody@example.com", check=False
+        )
+        assert unknown.returncode == 1
+        assert unknown.stderr.startswith("error:") and "Traceback" not in unknown.stderr
+    finally:
+        await runtime.close()
+
+
+async def test_keys_reencrypt_moves_totp_secrets_to_the_new_key(cli: Cli) -> None:
+    """Round trip: a secret made under the old key is rewritten under the new one by
+    ``authgate keys reencrypt``, and a service holding only the new key reads it."""
+    old, new = new_key_spec("old"), new_key_spec("new")
+    await asyncio.to_thread(cli.run, "migrate")
+    settings = make_settings(
+        database_url=cli.env["AUTHGATE_DATABASE_URL"],
+        keys_dir=cli.workdir / "keys",
+        encryption_keys=old,
+    )
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        user = await Factory(runtime).user()
+        enrolled = await Factory(runtime).totp(user)
+        cli.env["AUTHGATE_ENCRYPTION_KEYS"] = f"{new},{old}"
+        done = await asyncio.to_thread(cli.run, "keys", "reencrypt")
+        assert json.loads(done.stdout) == {"reencrypted": 1, "key_id": "new"}
+        async with runtime.sessionmaker() as db:
+            row = (await db.scalars(select(TotpSecret))).one()
+        assert row.key_id == "new"
+        new_only = EncryptionService(parse_key_ring(new))
+        assert new_only.key_id_of(row.secret_ct) == "new"
+        secret = new_only.decrypt(row.secret_ct, totp_associated_data(user.id)).decode()
+        assert secret == enrolled.secret
+        again = await asyncio.to_thread(cli.run, "keys", "reencrypt")
+        assert json.loads(again.stdout) == {"reencrypted": 0, "key_id": "new"}
+    finally:
+        await runtime.close()

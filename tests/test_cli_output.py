@@ -93,7 +93,9 @@ def test_purge_expired_piped_is_one_json_summary(cli: Cli) -> None:
     code, records, stderr = cli.lines("purge-expired")
     assert code == 0
     (summary,) = records
-    assert summary == {"action_tokens": 0, "sessions": 0, "oauth_states": 0}
+    # One count per kind of row purged, all zero on a fresh database.
+    assert {"action_tokens", "sessions", "oauth_states"} <= set(summary)
+    assert set(summary.values()) == {0}
     assert "\r" not in stderr  # no progress line when nobody watches
 
 

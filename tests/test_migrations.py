@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,149 @@ async def test_email_key_migration_recomputes_every_key(tmp_path: Path) -> None:
         async with engine.connect() as connection:
             rows = (await connection.execute(text("SELECT email, email_key FROM users"))).all()
         assert dict(rows) == {a: a.casefold() for a in addresses}
+    finally:
+        await engine.dispose()
+
+
+async def test_mfa_migration_adds_and_drops_its_tables(tmp_path: Path) -> None:
+    """0007_mfa: the three second-factor tables, their rows going with their user."""
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")
+    mfa_tables = {"totp_secrets", "recovery_codes", "mfa_challenges"}
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    def cascading(connection: Connection) -> set[str]:
+        return {
+            table
+            for table in mfa_tables
+            for fk in inspect(connection).get_foreign_keys(table)
+            if fk["referred_table"] == "users" and fk["options"].get("ondelete") == "CASCADE"
+        }
+
+    await upgrade_async(settings)
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            assert mfa_tables <= await connection.run_sync(tables)
+            assert await connection.run_sync(cascading) == mfa_tables
+        await _run(settings, "downgrade", "0006")
+        async with engine.connect() as connection:
+            assert not mfa_tables & await connection.run_sync(tables)
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            assert mfa_tables <= await connection.run_sync(tables)
+    finally:
+        await engine.dispose()
+
+
+async def _fresh_database(
+    db_backend: str, request: pytest.FixtureRequest, tmp_path: Path, name: str
+) -> Settings:
+    if db_backend == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        url = server.createdb(f"{name}_{uuid.uuid4().hex[:8]}")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
+    return Settings(_env_file=None, database_url=url)
+
+
+async def test_session_amr_is_back_filled_and_dropped_without_losing_tokens(
+    db_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """0005_session_amr: a password session gets ``pwd``, a provider session ``fed``, anything
+    else none; the downgrade drops the column and keeps every session and refresh token (on
+    SQLite a copy of the table would have cascaded to the tokens)."""
+    import sqlalchemy as sa
+
+    from authgate.core.db import UTCDateTime
+
+    settings = await _fresh_database(db_backend, request, tmp_path, "amr")
+    await _run(settings, "upgrade", "0004")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    users = sa.table(
+        "users",
+        *(sa.column(c) for c in ("email", "email_key")),
+        *(sa.column(c, sa.Boolean()) for c in ("email_verified", "is_active", "is_superuser")),
+        *(sa.column(c, UTCDateTime()) for c in ("created_at", "updated_at", "tokens_valid_after")),
+        sa.column("id", sa.Uuid()),
+    )
+    sessions = sa.table(
+        "auth_sessions",
+        sa.column("id", sa.Uuid()),
+        sa.column("user_id", sa.Uuid()),
+        *(sa.column(c, UTCDateTime()) for c in ("created_at", "last_used_at", "expires_at")),
+        sa.column("auth_method"),
+    )
+    tokens = sa.table(
+        "refresh_tokens",
+        sa.column("id", sa.Uuid()),
+        sa.column("session_id", sa.Uuid()),
+        sa.column("token_hash"),
+        *(sa.column(c, UTCDateTime()) for c in ("issued_at", "expires_at")),
+    )
+    methods = {"password": "pwd", "oauth:github": "fed", "oauth:test": "fed", "refresh": ""}
+    ids = {method: uuid.uuid4() for method in methods}
+    user_id = uuid.uuid4()
+    engine = make_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                users.insert().values(
+                    id=user_id,
+                    email="ada@example.com",
+                    email_key="ada@example.com",
+                    email_verified=True,
+                    is_active=True,
+                    is_superuser=False,
+                    created_at=now,
+                    updated_at=now,
+                    tokens_valid_after=now,
+                )
+            )
+            for method, session_id in ids.items():
+                await connection.execute(
+                    sessions.insert().values(
+                        id=session_id,
+                        user_id=user_id,
+                        created_at=now,
+                        last_used_at=now,
+                        expires_at=now + timedelta(days=30),
+                        auth_method=method,
+                    )
+                )
+                await connection.execute(
+                    tokens.insert().values(
+                        id=uuid.uuid4(),
+                        session_id=session_id,
+                        token_hash=uuid.uuid4().hex * 2,
+                        issued_at=now,
+                        expires_at=now + timedelta(days=14),
+                    )
+                )
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            rows = (await connection.execute(sa.text("SELECT id, amr FROM auth_sessions"))).all()
+        assert {uuid.UUID(str(i)): amr for i, amr in rows} == {
+            ids[method]: amr for method, amr in methods.items()
+        }
+
+        await _run(settings, "downgrade", "0004")
+
+        def shape(connection: Connection) -> tuple[set[str], set[str]]:
+            columns = {c["name"] for c in inspect(connection).get_columns("auth_sessions")}
+            return columns, set(inspect(connection).get_table_names())
+
+        async with engine.connect() as connection:
+            columns, tables = await connection.run_sync(shape)
+            count = "SELECT count(*) FROM refresh_tokens"
+            assert (await connection.execute(sa.text(count))).scalar_one() == len(ids)
+            count = "SELECT count(*) FROM auth_sessions"
+            assert (await connection.execute(sa.text(count))).scalar_one() == len(ids)
+        assert "amr" not in columns and "auth_method" in columns
+        assert "sign_in_pairs" not in tables
+        await _run(settings, "upgrade")
+        await _run(settings, "check")
     finally:
         await engine.dispose()
 

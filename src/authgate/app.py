@@ -18,6 +18,7 @@ from authgate.auth.router import router as auth_router
 from authgate.config import Settings
 from authgate.core.logging import configure_logging
 from authgate.core.middleware import HardeningMiddleware
+from authgate.mfa.router import router as mfa_router
 from authgate.oauth.router import router as oauth_router
 from authgate.ops.router import SWAGGER_ASSETS, ops, well_known
 from authgate.runtime import Runtime
@@ -54,7 +55,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # Included one level deep (not through an "/api/v1" router): each level of nesting is
     # walked again to match every request.
-    for feature in (auth_router, users_router, sessions_router, oauth_router, admin_router):
+    features = (auth_router, users_router, mfa_router, sessions_router, oauth_router, admin_router)
+    for feature in features:
         app.include_router(feature, prefix=API_PREFIX)
     app.include_router(well_known)
     app.include_router(ops)

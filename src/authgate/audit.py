@@ -42,6 +42,12 @@ class AuditType(StrEnum):
     provider_token_refreshed = "provider_token_refreshed"
     provider_token_revoked = "provider_token_revoked"
     provider_token_accessed = "provider_token_accessed"
+    mfa_enrollment_started = "mfa_enrollment_started"
+    mfa_enabled = "mfa_enabled"
+    mfa_disabled = "mfa_disabled"
+    mfa_recovery_codes_regenerated = "mfa_recovery_codes_regenerated"
+    #: A right first factor of an account with TOTP on: an ``agm_`` token instead of tokens.
+    mfa_required = "mfa_required"
 
 
 _INSERT = insert(AuditEvent)

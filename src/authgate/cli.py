@@ -221,6 +221,15 @@ def _command(
     )
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from authgate.housekeeping import reset_mfa
+
+    was_on = asyncio.run(reset_mfa(_settings(), args.email))
+    outcome = "removed" if was_on else "was not on; nothing to remove"
+    print(f"two-step sign-in of {args.email}: {outcome}")  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate",
@@ -267,7 +276,7 @@ authgate serve --host 0.0.0.0 --port 8000 --workers 2   # more than one needs AU
     _command(
         sub,
         "purge-expired",
-        "delete expired tokens and sessions",
+        "delete expired tokens, ended sessions, old sign-in pairs",
         """
 authgate purge-expired                 # progress, then "deleted 3 action tokens, …"
 authgate purge-expired | jq .sessions  # piped: {"action_tokens": 3, "sessions": 2, …}
@@ -362,6 +371,22 @@ authgate email dead | jq -r 'select(.retryable) | .id' | xargs authgate email re
         "--limit", type=int, default=1000, help="with --all: at most this many (default 1000)"
     )
     email.set_defaults(func=cmd_email)
+
+    users = _command(
+        sub,
+        "users",
+        "operator actions on one account",
+        "authgate users reset-mfa ada@example.com",
+    )
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    reset = _command(
+        users_sub,
+        "reset-mfa",
+        "remove an account's TOTP and recovery codes (the owner is mailed)",
+        "authgate users reset-mfa ada@example.com   # a lost phone and lost recovery codes",
+    )
+    reset.add_argument("email", help="the account's address")
+    users.set_defaults(func=cmd_users)
     return parser
 
 

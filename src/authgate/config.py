@@ -204,6 +204,13 @@ class Settings(BaseSettings):
     email_change_token_ttl: int = Field(default=86_400, ge=1)
     #: Seconds the one-time ``ago_`` code of a provider sign-in may be redeemed.
     oauth_code_ttl: int = Field(default=60, ge=1)
+    #: Lifetime of the ``agm_`` token of a sign-in waiting for its second factor.
+    mfa_token_ttl: int = Field(default=300, ge=1)
+    #: The issuer an authenticator app shows next to the account (``otpauth://`` URI); no
+    #: colon (it separates issuer and account in the URI's label) and no control characters.
+    totp_issuer: str = Field(
+        default="authgate", min_length=1, max_length=64, pattern=r"^[^:\x00-\x1f\x7f]+$"
+    )
 
     #: Name of the HttpOnly cookie that carries the refresh token of a browser session
     #: (``refresh_token_transport: "cookie"``, docs/api.md §3.9). Its ``Path`` is always
@@ -315,6 +322,10 @@ class Settings(BaseSettings):
     email_poll_interval: float = Field(default=1.0, gt=0)
     #: Days sent outbox rows are kept before the dispatcher deletes them.
     email_sent_retention_days: int = Field(default=7, ge=0)
+    #: Mail the account (``new_sign_in``) when a sign-in comes from an IP address + User-Agent
+    #: pair that none of its sign-ins of the last 90 days came from; never for an account's
+    #: first sign-in. The pairs are recorded either way (so switching it on sends no wave).
+    new_sign_in_alerts: bool = True
 
     #: External identity providers, a JSON list of ``{name, kind: oidc|github, issuer?,
     #: client_id, client_secret, scopes?}`` (the entries are below; docs/oauth.md).

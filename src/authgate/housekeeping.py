@@ -1,5 +1,5 @@
 """Operator tasks run from the CLI: create an admin, purge expired rows, re-encrypt secrets,
-look at and retry dead email; and the ``Housekeeper``, which purges expired pending OAuth
+look at and retry dead email, reset a user's second factor; and the ``Housekeeper``, which purges expired pending OAuth
 sign-ins periodically in the process that delivers mail (``serve`` or ``authgate worker``)."""
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
+from authgate.mfa.repository import MfaRepository
 from authgate.oauth.repository import OAuthRepository
 from authgate.sessions.repository import SessionRepository
+from authgate.sign_in_alerts.repository import SignInPairRepository
+from authgate.sign_in_alerts.service import KNOWN_FOR
 from authgate.users.emails import normalize_email
 from authgate.users.repository import UserRepository
 
@@ -60,7 +63,9 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
 
 
 async def purge_expired(settings: Settings) -> dict[str, int]:
-    """Delete what can never be used again: expired or spent one-time tokens, ended sessions."""
+    """Delete what can never be used again: expired or spent one-time tokens, ended sessions,
+    expired pending OAuth sign-ins and MFA challenges, and the sign-in pairs the new-sign-in
+    alert no longer counts as familiar."""
     engine = make_engine(settings)
     now = utc_now()
     try:
@@ -68,22 +73,48 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
             tokens = await ActionTokenRepository().purge(db, now)
             sessions = await SessionRepository().purge_ended(db, now)
             states = await OAuthRepository().purge_expired_states(db, now)
-        return {"action_tokens": tokens, "sessions": sessions, "oauth_states": states}
+            challenges = await MfaRepository().purge_challenges(db, now)
+            pairs = await SignInPairRepository().purge(db, now - KNOWN_FOR)
+        return {
+            "action_tokens": tokens,
+            "sessions": sessions,
+            "oauth_states": states,
+            "mfa_challenges": challenges,
+            "sign_in_pairs": pairs,
+        }
     finally:
         await engine.dispose()
 
 
 async def reencrypt_all(settings: Settings) -> int:
-    """Move every provider-token ciphertext to the current encryption key."""
+    """Move every provider-token ciphertext and TOTP secret to the current encryption key."""
+    from authgate.mfa.factors import reencrypt_totp_secrets
     from authgate.oauth.vault import reencrypt_provider_tokens
 
     encryption = EncryptionService(encryption_keys(settings))
     engine = make_engine(settings)
     try:
         async with make_sessionmaker(engine)() as db, db.begin():
-            return await reencrypt_provider_tokens(db, encryption)
+            tokens = await reencrypt_provider_tokens(db, encryption)
+            return tokens + await reencrypt_totp_secrets(db, encryption)
     finally:
         await engine.dispose()
+
+
+async def reset_mfa(settings: Settings, email: str) -> bool:
+    """Remove a user's TOTP and recovery codes (``authgate users reset-mfa``), audited and mailed
+    like an admin's reset; NotFound for an unknown address. Whether TOTP was on."""
+    from authgate.runtime import Runtime
+
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        async with runtime.sessionmaker() as db, db.begin():
+            user = await runtime.users_repo.by_email(db, normalize_email(email))
+            if user is None:
+                raise NotFound(f"No account has the address {email}.")
+            return await runtime.mfa.reset(db, user, None, by="cli")
+    finally:
+        await runtime.close()
 
 
 async def list_dead_email(settings: Settings, limit: int) -> list[dict[str, Any]]:
@@ -128,8 +159,8 @@ HOUSEKEEPING_INTERVAL = 600.0
 
 class Housekeeper:
     """Deletes expired ``oauth_states`` rows every ``interval`` seconds, so they do not pile up
-    between runs of ``authgate purge-expired``. Only expired states: sessions and one-time tokens
-    stay for the CLI (recent ended sessions still serve the new-sign-in alert)."""
+    between runs of ``authgate purge-expired``. Only expired states: sessions, one-time tokens and
+    sign-in pairs stay for the CLI."""
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from authgate.core.errors import AuthgateError, OAuth2TokenError, problem_body
+from authgate.core.errors import MFA_METHODS, AuthgateError, OAuth2TokenError, problem_body
 
 logger = logging.getLogger("authgate.http")
 
@@ -169,6 +169,30 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def sign_in_forbidden_responses() -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the 403 of a route that signs in: ``email_not_verified``, or
+    ``mfa_required`` with the two members that complete the sign-in (``mfa_token``,
+    ``methods``)."""
+    members = {
+        "type": "object",
+        "properties": {
+            "mfa_token": {"type": "string", "description": "For `POST /auth/mfa/verify`."},
+            "methods": {"type": "array", "items": {"type": "string", "enum": list(MFA_METHODS)}},
+        },
+    }
+    return {
+        403: {
+            "description": "`email_not_verified`, or `mfa_required` (with `mfa_token` and"
+            " `methods`)",
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"allOf": [{"$ref": "#/components/schemas/Problem"}, members]}
+                }
+            },
+        }
+    }
+
+
 #: RFC 6749 §5.2 error codes ``POST /auth/token`` answers with.
 OAUTH2_ERRORS = ["invalid_request", "invalid_grant", "unsupported_grant_type"]
 
@@ -185,6 +209,16 @@ def oauth2_error_responses() -> dict[int | str, dict[str, Any]]:
             "error_description": {"type": "string"},
         },
     }
+    mfa_required = {
+        "type": "object",
+        "title": "OAuth2MfaRequired",
+        "required": ["error", "mfa_token"],
+        "properties": {
+            "error": {"type": "string", "enum": ["mfa_required"]},
+            "error_description": {"type": "string"},
+            "mfa_token": {"type": "string", "description": "For `POST /auth/mfa/verify`."},
+        },
+    }
     return {
         400: {
             "description": "RFC 6749 §5.2 error (or a problem for a body that cannot be parsed)",
@@ -192,5 +226,10 @@ def oauth2_error_responses() -> dict[int | str, dict[str, Any]]:
                 "application/json": {"schema": oauth2_error},
                 PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
             },
-        }
+        },
+        403: {
+            "description": "A right password of an account with a second factor: no token, an"
+            " `mfa_token` for `POST /auth/mfa/verify`",
+            "content": {"application/json": {"schema": mfa_required}},
+        },
     }

@@ -25,12 +25,16 @@ from authgate.core.security.passwords import PasswordService
 from authgate.core.store import Store, make_store
 from authgate.core.throttle import LoginThrottle
 from authgate.housekeeping import Housekeeper
+from authgate.mfa.challenges import MfaChallenges
+from authgate.mfa.factors import SecondFactor
+from authgate.mfa.service import MfaService
 from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter
+from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 from authgate.users.takeover import AddressProven
@@ -62,6 +66,8 @@ class Runtime:
     limiter: RateLimiter
     throttle: LoginThrottle
     oauth: OAuthService
+    mfa: MfaService
+    mfa_challenges: MfaChallenges
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
     #: The one client of the breached-password range API (None while the check is off).
@@ -135,6 +141,16 @@ class Runtime:
             throttle,
             on_address_proven=address_proven,
         )
+        factors = SecondFactor(encryption, opaque)
+        mfa = MfaService(
+            settings,
+            factors,
+            sessions,
+            email,
+            audit,
+            PasswordReconfirmation(passwords, throttle),
+        )
+        mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
         auth = AuthService(
             settings,
             passwords,
@@ -146,6 +162,7 @@ class Runtime:
             users_repo,
             limiter,
             throttle,
+            mfa_challenges,
         )
         oauth = build_oauth(
             settings,
@@ -159,6 +176,7 @@ class Runtime:
             passwords=passwords,
             throttle=throttle,
             email=email,
+            mfa=mfa_challenges,
         )
         users = UserService(
             passwords,
@@ -195,6 +213,8 @@ class Runtime:
             limiter=limiter,
             throttle=throttle,
             oauth=oauth,
+            mfa=mfa,
+            mfa_challenges=mfa_challenges,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
             breach_http=breach_http,

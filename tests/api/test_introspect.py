@@ -89,6 +89,7 @@ async def test_a_valid_access_token_is_active(factory: Factory, client: httpx.As
     assert body["iat"] == claims["iat"]
     assert body["exp"] - body["iat"] == 900
     assert body["token_type"] == "Bearer"
+    assert body["amr"] == claims["amr"] == ["pwd"]
 
 
 async def test_anything_but_a_currently_valid_access_token_is_inactive(

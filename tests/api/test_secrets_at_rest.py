@@ -6,7 +6,9 @@ import httpx
 
 from authgate.runtime import Runtime
 from tests.support.db import scan_columns
+from tests.support.factories import Factory
 from tests.support.flows import Flows
+from tests.support.mfa import enrol, mfa_token, totp_code, verify
 
 
 async def test_no_raw_secret_in_any_column(
@@ -34,5 +36,35 @@ async def test_no_raw_secret_in_any_column(
         refreshed["refresh_token"],
         pair["access_token"],
         refreshed["access_token"],
+    ]
+    assert await scan_columns(runtime, secrets) == []
+
+
+async def test_no_second_factor_secret_in_any_column(
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The TOTP secret (encrypted), recovery codes and ``agm_`` tokens (keyed hashes) after
+    enrolling, signing in with each factor and making new recovery codes."""
+    account = await factory.account()
+    enrolled = await enrol(client, account)
+    totp_token = await mfa_token(client, account.email)
+    assert (await verify(client, totp_token, totp_code(enrolled.secret, 1))).status_code == 200
+    recovery_token = await mfa_token(client, account.email)
+    used = enrolled.recovery_codes[0]
+    assert (await verify(client, recovery_token, used, "recovery_code")).status_code == 200
+    regenerated = await client.post(
+        "/api/v1/users/me/mfa/recovery-codes",
+        json={"password": account.password, "code": enrolled.recovery_codes[1]},
+        headers=account.auth,
+    )
+    assert regenerated.status_code == 200, regenerated.text
+    codes = enrolled.recovery_codes + regenerated.json()["recovery_codes"]
+    secrets = [
+        enrolled.secret,
+        enrolled.secret.lower(),
+        totp_token,
+        recovery_token,
+        *codes,
+        *(code.replace("-", "") for code in codes),
     ]
     assert await scan_columns(runtime, secrets) == []

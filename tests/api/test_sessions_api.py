@@ -62,8 +62,10 @@ async def test_sessions_list_shows_client_and_marks_the_current_one(
             "expires_at",
             "ip_address",
             "user_agent",
+            "amr",
             "current",
         }
+        assert session["amr"] == ["pwd"]
         assert session["expires_at"] > session["created_at"]
 
     # Seen from the other session, that one is current; another user's sessions never show.

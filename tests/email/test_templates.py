@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -49,6 +50,16 @@ CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
     },
     EmailTemplate.oauth_link_started: {"name": "Ada", "provider": "github"},
     EmailTemplate.oauth_linked: {"name": "Ada", "provider": "github"},
+    EmailTemplate.mfa_enabled: {"name": "Ada"},
+    EmailTemplate.mfa_disabled: {"name": "Ada", "by_admin": False},
+    EmailTemplate.mfa_recovery_codes: {"name": "Ada"},
+    EmailTemplate.new_sign_in: {
+        "name": "Ada",
+        "at": "2026-12-07 18:00 UTC",
+        "ip_address": "203.0.113.9",
+        "user_agent": "Firefox",
+        "reset_url": "https://app.authgate.test/forgot-password",
+    },
 }
 
 
@@ -115,6 +126,20 @@ def test_name_is_never_evaluated_and_escaped_in_html() -> None:
     assert "49" not in rendered.text
     assert "<script>" not in rendered.html
     assert "{{7*7}}&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+
+
+def test_new_sign_in_shows_the_client_as_data_and_no_secret() -> None:
+    """The User-Agent is whatever the client sent: shown verbatim in text, escaped in HTML."""
+    context = {**CONTEXTS[EmailTemplate.new_sign_in], "user_agent": INJECTION}
+    rendered = _service().render(EmailTemplate.new_sign_in, context)
+    assert INJECTION in rendered.text
+    assert "<script>" not in rendered.html
+    assert "{{7*7}}&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    for body in (rendered.text, rendered.html):
+        words = " ".join(re.sub(r"<[^>]+>", "", body).split())
+        assert "If this was not you, reset your password" in words
+        assert "token" not in body
+        assert "2026-12-07 18:00 UTC" in body and "203.0.113.9" in body
 
 
 def test_sandbox_blocks_attribute_escapes_in_template_source() -> None:

@@ -34,11 +34,7 @@ def bearer(access_token: str) -> dict[str, str]:
 
 
 def sid_of(access_token: str) -> str:
-    payload = access_token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return str(claims["sid"])
+    return str(claims_of(access_token)["sid"])
 
 
 async def me(client: httpx.AsyncClient, access_token: str) -> httpx.Response:
@@ -91,3 +87,13 @@ async def several_sessions(
     for token in access:
         assert (await me(client, token)).status_code == 200
     return access, refresh_tokens
+
+
+def claims_of(access_token: str) -> dict[str, Any]:
+    """The claims of a JWT, unverified (what a test reads off a token it was just given)."""
+    payload = access_token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def amr_of(access_token: str) -> Any:
+    return claims_of(access_token)["amr"]

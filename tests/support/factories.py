@@ -12,17 +12,24 @@ Argon2 parameters) and reused: every factory user has a real Argon2id hash, so l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+
+import pyotp
 
 from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import TokenKind
 from authgate.core.time import utc_now
+from authgate.mfa.codes import new_recovery_codes, new_totp_secret
+from authgate.mfa.factors import SecondFactor
+from authgate.mfa.repository import MfaRepository
 from authgate.models import ActionKind, OAuthState, User
 from authgate.runtime import Runtime
 from authgate.sessions.service import IssuedTokens
 from authgate.users.emails import normalize_email
 from tests.support.flows import TEST_PASSWORD, Account
+from tests.support.mfa import Enrolled
 
 #: The client the ``client`` fixture presents (``tests/conftest.py``): sessions made here look
 #: like sessions made over HTTP.
@@ -77,10 +84,20 @@ class Factory:
                 await users.update(db, user, is_active=is_active, is_superuser=is_superuser)
         return user
 
-    async def session(self, user: User, *, method: str = "password") -> IssuedTokens:
-        """A new sign-in of ``user``, as a login opens it (``SessionService.open``)."""
+    async def session(
+        self,
+        user: User,
+        *,
+        method: str = "password",
+        amr: Sequence[str] = ("pwd",),
+        client: ClientInfo | None = None,
+    ) -> IssuedTokens:
+        """A new sign-in of ``user``, as a login opens it (``SessionService.open``; a new
+        IP + User-Agent pair of a user who signed in before queues the new-sign-in mail)."""
         async with self.runtime.sessionmaker() as db, db.begin():
-            return await self.runtime.sessions.open(db, user, self.client, method=method)
+            return await self.runtime.sessions.open(
+                db, user, client or self.client, method=method, amr=amr
+            )
 
     async def account(
         self,
@@ -94,7 +111,9 @@ class Factory:
         ``Flows.signed_up`` gives, without HTTP, mail or audit events."""
         user = await self.user(email, password=password, name=name, is_superuser=is_superuser)
         async with self.runtime.sessionmaker() as db, db.begin():
-            tokens = await self.runtime.sessions.open(db, user, self.client)
+            tokens = await self.runtime.sessions.open(
+                db, user, self.client, method="password", amr=("pwd",)
+            )
             await self.runtime.users_repo.set_last_login(db, user, utc_now())
         return Account(user.email, password, tokens.access_token, tokens.refresh_token)
 
@@ -129,3 +148,23 @@ class Factory:
         async with self.runtime.sessionmaker() as db, db.begin():
             db.add(state)
         return state
+
+    async def totp(self, user: User) -> Enrolled:
+        """TOTP on for ``user`` (a confirmed secret, no code used yet, 10 recovery codes), the
+        rows enrollment leaves, without HTTP, mail or audit events."""
+        secret = new_totp_secret()
+        codes = new_recovery_codes()
+        repo, factors = MfaRepository(), SecondFactor(self.runtime.encryption, self.runtime.opaque)
+        ciphertext, key_id = factors.seal(user.id, secret)
+        now = utc_now()
+        async with self.runtime.sessionmaker() as db, db.begin():
+            assert await repo.put_pending(
+                db, user_id=user.id, secret_ct=ciphertext, key_id=key_id, now=now
+            )
+            row = await repo.totp(db, user.id)
+            assert row is not None
+            # No code of the current window used yet.
+            assert await repo.confirm(db, row.id, pyotp.TOTP(secret).timecode(now) - 2, now)
+            hashes = [factors.recovery_code_hash(user.id, code.replace("-", "")) for code in codes]
+            await repo.replace_recovery_codes(db, user.id, hashes, now)
+        return Enrolled(secret, codes)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt as pyjwt
 import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.errors import SecurityWarning
@@ -92,8 +93,50 @@ def test_issued_token_verifies(service: JWTService, settings: Settings) -> None:
     assert abs(claims.iat - utc_now().timestamp()) < 5
     assert claims.raw["iss"] == settings.public_url
     assert claims.raw["aud"] == settings.jwt_audience
-    assert set(claims.raw) == {"iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "scope"}
+    assert set(claims.raw) == {
+        "iss",
+        "aud",
+        "sub",
+        "sid",
+        "jti",
+        "iat",
+        "nbf",
+        "exp",
+        "scope",
+        "amr",
+    }
+    assert claims.amr == ()
+    assert claims.raw["amr"] == []
     assert len(token) < 1024
+
+
+def test_amr_is_a_json_array_claim(service: JWTService) -> None:
+    token, issued = service.issue(
+        user_id=uuid.uuid4(), session_id=uuid.uuid4(), amr=("pwd", "otp", "mfa")
+    )
+    assert json.loads(unb64(token.split(".")[1]))["amr"] == ["pwd", "otp", "mfa"]
+    assert issued.amr == ("pwd", "otp", "mfa")
+    assert service.decode(token).amr == ("pwd", "otp", "mfa")
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "HS256"])
+def test_a_token_issued_before_the_amr_claim_is_valid_with_no_methods(
+    service: JWTService, settings: Settings
+) -> None:
+    """Tokens signed by the previous release (no ``amr``) keep working until they expire."""
+    _, issued = service.issue(user_id=uuid.uuid4(), session_id=uuid.uuid4(), amr=("pwd",))
+    claims = {k: v for k, v in issued.raw.items() if k != "amr"}
+    key = service.ring.current
+    older = pyjwt.encode(
+        claims,
+        key.private_key,
+        algorithm=settings.jwt_algorithm,
+        headers={"kid": key.kid, "typ": "at+jwt"},
+    )
+    assert "amr" not in json.loads(unb64(older.split(".")[1]))
+    decoded = service.decode(older)
+    assert decoded.amr == ()
+    assert decoded.sid == issued.sid
 
 
 def test_jti_is_random(service: JWTService) -> None:

@@ -29,6 +29,7 @@ async def get_admin_service(runtime: RuntimeDep) -> AdminService:
         runtime.sessions,
         runtime.audit,
         runtime.users_repo,
+        runtime.mfa,
         provider_tokens=runtime.provider_tokens,
     )
 
@@ -60,7 +61,7 @@ async def list_users(
 ) -> AdminUserPage:
     page = await service.list_users(db, q=q, limit=limit, cursor=cursor)
     return AdminUserPage(
-        items=[AdminUser.model_validate(user) for user in page.items],
+        items=[AdminUser.of(view.user, view.mfa) for view in page.items],
         next_cursor=page.next_cursor,
     )
 
@@ -74,7 +75,8 @@ async def list_users(
 async def get_user(
     user_id: uuid.UUID, _admin: Superuser, db: DbDep, service: AdminServiceDep
 ) -> AdminUser:
-    return AdminUser.model_validate(await service.get_user(db, user_id))
+    view = await service.user_view(db, user_id)
+    return AdminUser.of(view.user, view.mfa)
 
 
 @router.patch(
@@ -91,8 +93,8 @@ async def update_user(
     service: AdminServiceDep,
     client: ClientDep,
 ) -> AdminUser:
-    user = await service.update_user(db, admin, user_id, body, client)
-    return AdminUser.model_validate(user)
+    view = await service.update_user(db, admin, user_id, body, client)
+    return AdminUser.of(view.user, view.mfa)
 
 
 @router.delete(
@@ -110,6 +112,26 @@ async def delete_user(
     client: ClientDep,
 ) -> Response:
     await service.delete_user(db, admin, user_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/users/{user_id}/mfa",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def reset_mfa(
+    user_id: uuid.UUID,
+    admin: Superuser,
+    db: DbDep,
+    service: AdminServiceDep,
+    client: ClientDep,
+) -> Response:
+    """Removes the user's TOTP and recovery codes (for a lost authenticator): the next sign-in
+    asks for the password only. Audited; the owner is mailed. 204 also when TOTP was off."""
+    await service.reset_mfa(db, admin, user_id, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

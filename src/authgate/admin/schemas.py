@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from authgate.core.errors import ValidationFailed
 from authgate.core.text import OneLine
+from authgate.mfa.repository import MfaSummary
+from authgate.models import User
 from authgate.users.schemas import UserOut
 
 #: Longer cursors are refused before any decoding.
@@ -22,6 +24,19 @@ MAX_CURSOR_LENGTH = 512
 
 class AdminUser(UserOut):
     last_login_at: datetime | None
+    mfa: bool = Field(description="Whether the user has TOTP on.")
+    recovery_codes_left: int = Field(ge=0, description="The user's unused recovery codes.")
+
+    @classmethod
+    def of(cls, user: User, mfa: MfaSummary) -> AdminUser:
+        return cls.model_validate(
+            {
+                **UserOut.model_validate(user).model_dump(),
+                "last_login_at": user.last_login_at,
+                "mfa": mfa.totp,
+                "recovery_codes_left": mfa.recovery_codes_left,
+            }
+        )
 
 
 class AdminUserPage(BaseModel):

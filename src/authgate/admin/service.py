@@ -19,12 +19,16 @@ from authgate.admin.schemas import AdminUserUpdate, Cursor
 from authgate.audit import AuditService, AuditType
 from authgate.core.errors import Conflict, NotFound
 from authgate.core.http import ClientInfo
+from authgate.mfa.repository import MfaSummary
+from authgate.mfa.service import MfaService
 from authgate.models import AuditEvent, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import ProviderTokenRevoker
 
-T = TypeVar("T", User, AuditEvent)
+#: What a listing pages through (ordered by ``(created_at, id)``).
+R = TypeVar("R", User, AuditEvent)
+T = TypeVar("T")
 
 USERS_CURSOR = "users"
 AUDIT_CURSOR = "audit"
@@ -36,7 +40,15 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def _page(rows: Sequence[T], limit: int, kind: str) -> Page[T]:
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user as the admin API shows it: the row and its second factor."""
+
+    user: User
+    mfa: MfaSummary
+
+
+def _page(rows: Sequence[R], limit: int, kind: str) -> Page[R]:
     """``rows`` were fetched with ``limit + 1``: the extra row only says that a next page exists."""
     if len(rows) <= limit:
         return Page(rows, None)
@@ -51,9 +63,11 @@ class AdminService:
         sessions: SessionService,
         audit: AuditService,
         users: UserRepository,
+        mfa: MfaService,
         repository: AdminRepository | None = None,
         provider_tokens: ProviderTokenRevoker | None = None,
     ) -> None:
+        self._mfa = mfa
         self._provider_tokens = provider_tokens
         self._sessions = sessions
         self._audit = audit
@@ -64,11 +78,20 @@ class AdminService:
 
     async def list_users(
         self, db: AsyncSession, *, q: str | None, limit: int, cursor: str | None
-    ) -> Page[User]:
+    ) -> Page[UserView]:
         after = Cursor.decode(cursor, USERS_CURSOR) if cursor is not None else None
         query = q.strip() if q else None
         rows = await self._repo.list_users(db, q=query or None, limit=limit + 1, after=after)
-        return _page(rows, limit, USERS_CURSOR)
+        page = _page(rows, limit, USERS_CURSOR)
+        return Page(await self._views(db, page.items), page.next_cursor)
+
+    async def user_view(self, db: AsyncSession, user_id: uuid.UUID) -> UserView:
+        return (await self._views(db, [await self.get_user(db, user_id)]))[0]
+
+    async def _views(self, db: AsyncSession, users: Sequence[User]) -> list[UserView]:
+        """The users with their second factor (one lookup for all of them)."""
+        summaries = await self._mfa.summaries(db, [user.id for user in users])
+        return [UserView(user, summaries[user.id]) for user in users]
 
     async def get_user(self, db: AsyncSession, user_id: uuid.UUID) -> User:
         user = await self._users.by_id(db, user_id)
@@ -104,7 +127,7 @@ class AdminService:
         user_id: uuid.UUID,
         update: AdminUserUpdate,
         client: ClientInfo,
-    ) -> User:
+    ) -> UserView:
         """Apply the fields sent. Deactivation ends every session of the user at once."""
         user = await self.get_user(db, user_id)
         requested = update.changes()
@@ -115,7 +138,7 @@ class AdminService:
                 raise Conflict("You cannot deactivate your own account.")
         changed = [name for name, value in requested.items() if getattr(user, name) != value]
         if not changed:
-            return user
+            return (await self._views(db, [user]))[0]
         await self._users.update(db, user, **{name: requested[name] for name in changed})
         detail: dict[str, Any] = {"by_admin": True, "admin_id": str(admin.id), "fields": changed}
         if "is_active" in changed and not user.is_active:
@@ -125,7 +148,7 @@ class AdminService:
             db, AuditType.user_updated_by_admin, user_id=user.id, client=client, detail=detail
         )
         await db.flush()
-        return user
+        return (await self._views(db, [user]))[0]
 
     async def revoke_sessions(
         self, db: AsyncSession, admin: User, user_id: uuid.UUID, client: ClientInfo
@@ -139,6 +162,15 @@ class AdminService:
             client=client,
             detail={"by_admin": True, "admin_id": str(admin.id), "sessions_ended": len(ended)},
         )
+        await db.flush()
+
+    async def reset_mfa(
+        self, db: AsyncSession, admin: User, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        """Remove the user's TOTP and recovery codes (a lost authenticator); audited with the
+        admin's id, the owner mailed. Idempotent."""
+        user = await self.get_user(db, user_id)
+        await self._mfa.reset(db, user, client, by="admin", admin_id=admin.id)
         await db.flush()
 
     async def delete_user(

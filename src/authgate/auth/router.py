@@ -43,7 +43,7 @@ from authgate.deps import (
     per_ip,
     per_ip_by_grant,
 )
-from authgate.problems import error_responses, oauth2_error_responses
+from authgate.problems import error_responses, oauth2_error_responses, sign_in_forbidden_responses
 from authgate.users.schemas import UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -105,7 +105,11 @@ async def resend_verification(
     "/login",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses={**ISSUES_TOKENS, **error_responses(401, 403, 422, 429, 503)},
+    responses={
+        **ISSUES_TOKENS,
+        **error_responses(401, 422, 429, 503),
+        **sign_in_forbidden_responses(),
+    },
     dependencies=[per_ip(Limit.login_ip)],
 )
 async def login(

@@ -145,6 +145,8 @@ class IntrospectionResponse(BaseModel):
     iat: int | None = None
     sid: str | None = None
     scope: str | None = None
+    #: The token's ``amr`` claim (``[]`` for a token issued before the claim existed).
+    amr: list[str] | None = None
     token_type: str | None = None
     client_id: str | None = None
     iss: str | None = None

@@ -4,6 +4,11 @@ Enumeration: register answers the same whatever the address; login takes the sam
 password verification against a dummy hash for unknown emails) and gives the same 401 for an
 unknown email, a wrong password and a disabled account; 403 ``email_not_verified`` only after
 a correct password.
+
+Second factor: after a correct password of a verified account with TOTP on, login issues no
+token but an ``agm_`` challenge (403 ``mfa_required``, ``MfaChallenges.challenge``), and
+``verify_mfa`` opens the session once ``MfaChallenges.verify`` accepted a code. Check order:
+password → verified → second factor.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from authgate.core.errors import (
     AuthgateError,
     EmailNotVerified,
     InvalidCredentials,
+    MfaRequired,
+    OAuth2MfaRequired,
     OAuth2TokenError,
 )
 from authgate.core.http import ClientInfo
@@ -32,6 +39,8 @@ from authgate.core.ratelimit import RateLimiter
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle
 from authgate.core.time import utc_now
+from authgate.mfa.challenges import MfaChallenges
+from authgate.mfa.factors import Factor
 from authgate.models import User
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import IssuedTokens, SessionService
@@ -52,6 +61,16 @@ class TokenGrant:
     refresh_token: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordChecked:
+    """A right password: its user, a stronger hash of it if one is due, and the throttle bucket
+    the attempt was reserved in (the caller reports how the sign-in ends)."""
+
+    user: User
+    new_hash: str | None
+    bucket: str
+
+
 class AuthService:
     """The orchestrator of sign-up and sign-in: it sequences the specialists (passwords,
     sessions, verification, reset, throttle, rate limits, audit) and decides nothing they own.
@@ -69,8 +88,10 @@ class AuthService:
         users: UserRepository,
         limiter: RateLimiter,
         throttle: LoginThrottle,
+        mfa: MfaChallenges,
     ) -> None:
         self._settings = settings
+        self._mfa = mfa
         self._limiter = limiter
         self._throttle = throttle
         self._passwords = passwords
@@ -179,13 +200,15 @@ class AuthService:
 
     async def authenticate(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
-    ) -> tuple[User, str | None]:
+    ) -> PasswordChecked:
         """The user whose password this is (and a stronger hash of it, if one is due), or
         InvalidCredentials (same for every failure, its audit row kept by a security write).
 
         The per-account throttle is consulted before any password work (the per-IP limit is
         the route's), keyed on the address whether or not an account has it. A device that signed in to the
-        account before has a throttle bucket of its own, which strangers' failures never fill."""
+        account before has a throttle bucket of its own, which strangers' failures never fill.
+        A failure is reported to the throttle here; the caller reports a right password's
+        outcome (``success``, or ``pass_first_factor`` while a second factor is pending)."""
         address = try_normalize_email(email)
         account = account_key(address, email)
         bucket = await self._throttle.bucket(account, client)
@@ -209,8 +232,7 @@ class AuthService:
             await security_write(db, audit_failure)
             LOGINS.labels("failed").inc()
             raise InvalidCredentials()
-        await self._throttle.success(bucket)
-        return user, new_hash
+        return PasswordChecked(user, new_hash, bucket)
 
     async def login(
         self, db: AsyncSession, email: str, password: str, client: ClientInfo
@@ -231,27 +253,85 @@ class AuthService:
             EmailNotVerified: The password is right but the address is not verified yet.
             RateLimited: The per-account throttle refuses the attempt.
         """
-        user, new_hash = await self.authenticate(db, email, password, client)
+        checked = await self.authenticate(db, email, password, client)
+        user, new_hash = checked.user, checked.new_hash
         if not user.email_verified:
+            await self._throttle.success(checked.bucket)
             LOGINS.labels("unverified").inc()
             if new_hash is not None:
                 # The right password was given: its stronger hash is kept all the same.
                 await security_write(db, partial(self._rehash, user.id, new_hash))
             raise EmailNotVerified()
+        if await self._mfa.required(db, user.id):
+            # No token until the second factor; the throttle's failures stay counted till then.
+            await self._throttle.pass_first_factor(checked.bucket)
+            token = await security_write(db, partial(self._challenge, user.id, new_hash, client))
+            LOGINS.labels("mfa_required").inc()
+            raise MfaRequired(token)
+        await self._throttle.success(checked.bucket)
         if new_hash is not None:
             await self._users.update(db, user, password_hash=new_hash)
-        issued = await self._sessions.open(db, user, client, method="password")
-        await self._throttle.remember_device(account_key(user.email), client)
-        await self._users.set_last_login(db, user, utc_now())
-        await self._audit.insert(
+        return await self._signed_in(db, user, client, method="password", amr=("pwd",))
+
+    async def verify_mfa(
+        self, db: AsyncSession, mfa_token: str, factor: Factor, code: str, client: ClientInfo
+    ) -> IssuedTokens:
+        """``POST /auth/mfa/verify``: the session of a sign-in whose second factor was just
+        accepted, opened like the first factor's would have been (its method, ``amr``)."""
+        passed = await self._mfa.verify(db, mfa_token, factor, code, client)
+        return await self._signed_in(
             db,
-            AuditType.login_succeeded,
-            user_id=user.id,
-            session_id=issued.session_id,
-            client=client,
+            passed.user,
+            client,
+            method=passed.method,
+            amr=passed.amr,
+            detail={"method": passed.method, "second_factor": passed.factor},
         )
+
+    async def _signed_in(
+        self,
+        db: AsyncSession,
+        user: User,
+        client: ClientInfo,
+        *,
+        method: str,
+        amr: tuple[str, ...],
+        detail: dict[str, str] | None = None,
+    ) -> IssuedTokens:
+        """Open the session and record the sign-in: last login, the device of a password
+        sign-in (its own throttle bucket from now on), the audit row and the metric."""
+        issued = await self._sessions.open(db, user, client, method=method, amr=amr)
+        if method == "password":
+            await self._throttle.remember_device(account_key(user.email), client)
+        await self._users.set_last_login(db, user, utc_now())
+        if detail is None:
+            await self._audit.insert(
+                db,
+                AuditType.login_succeeded,
+                user_id=user.id,
+                session_id=issued.session_id,
+                client=client,
+            )
+        else:
+            self._audit.record(
+                db,
+                AuditType.login_succeeded,
+                user_id=user.id,
+                session_id=issued.session_id,
+                client=client,
+                detail=detail,
+            )
         LOGINS.labels("succeeded").inc()
         return issued
+
+    async def _challenge(
+        self, user_id: uuid.UUID, new_hash: str | None, client: ClientInfo, tx: AsyncSession
+    ) -> str:
+        """The security write of a right password that needs a second factor: the challenge
+        (and the password's stronger hash, if one is due) outlive the 403."""
+        if new_hash is not None:
+            await self._rehash(user_id, new_hash, tx)
+        return await self._mfa.challenge(tx, user_id, "password", client)
 
     async def _rehash(self, user_id: uuid.UUID, password_hash: str, tx: AsyncSession) -> None:
         user = await self._users.by_id(tx, user_id)
@@ -277,6 +357,8 @@ class AuthService:
             raise OAuth2TokenError("unsupported_grant_type", "Use password or refresh_token.")
         try:
             return await issue
+        except MfaRequired as exc:
+            raise OAuth2MfaRequired(exc.detail, exc.mfa_token) from exc
         except EmailNotVerified as exc:
             raise OAuth2TokenError("invalid_grant", exc.detail) from exc
         except AuthgateError as exc:

@@ -61,6 +61,15 @@ class InvalidPassword(AuthgateError):
     default_detail = "The password is not correct."
 
 
+class InvalidCode(AuthgateError):
+    """A second-factor code (TOTP or recovery code) that is wrong, malformed or already used."""
+
+    status = 400
+    code = "invalid_code"
+    title = "Invalid code"
+    default_detail = "The code is not correct."
+
+
 class PasswordPolicyError(AuthgateError):
     status = 422
     code = "weak_password"
@@ -138,6 +147,27 @@ class EmailNotVerified(AuthgateError):
     code = "email_not_verified"
     title = "Email not verified"
     default_detail = "The email address has not been verified yet."
+
+
+#: The second factors ``POST /auth/mfa/verify`` accepts (the ``methods`` of ``mfa_required``).
+MFA_METHODS = ("totp", "recovery_code")
+
+
+class MfaRequired(AuthgateError):
+    """A right first factor of an account with a second one: no token is issued; the caller
+    completes the sign-in at ``POST /auth/mfa/verify`` with ``mfa_token``."""
+
+    status = 403
+    code = "mfa_required"
+    title = "Second factor required"
+    default_detail = "Enter a code from your authenticator app or a recovery code."
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__(
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+            extra={"mfa_token": mfa_token, "methods": list(MFA_METHODS)},
+        )
+        self.mfa_token = mfa_token
 
 
 class Forbidden(AuthgateError):
@@ -224,3 +254,18 @@ class OAuth2TokenError(AuthgateError):
 
     def to_oauth2(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.detail}
+
+
+class OAuth2MfaRequired(OAuth2TokenError):
+    """``mfa_required`` in the form of ``POST /auth/token`` (403, with the ``mfa_token``)."""
+
+    status = 403
+    code = "mfa_required"
+    title = "Second factor required"
+
+    def __init__(self, description: str, mfa_token: str) -> None:
+        super().__init__("mfa_required", description)
+        self.mfa_token = mfa_token
+
+    def to_oauth2(self) -> dict[str, str]:
+        return {**super().to_oauth2(), "mfa_token": self.mfa_token}

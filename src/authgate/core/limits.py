@@ -50,6 +50,7 @@ class Limit(StrEnum):
     provider_token_client = auto()
     client_auth_ip = auto()
     oauth_ip = auto()
+    mfa_verify_ip = auto()
 
     @property
     def spec(self) -> LimitSpec:
@@ -145,6 +146,12 @@ LIMITS: dict[Limit, LimitSpec] = {
         " address is refused",
     ),
     Limit.oauth_ip: LimitSpec("60/minute", Per.client_ip, _IP, "the `/oauth/*` endpoints"),
+    Limit.mfa_verify_ip: LimitSpec(
+        "30/minute",
+        Per.client_ip,
+        _IP,
+        "`POST /auth/mfa/verify` (each code also counts per account, in the throttle)",
+    ),
 }
 
 #: Every limit's default, by name (what ``AUTHGATE_RATE_LIMITS`` overrides).

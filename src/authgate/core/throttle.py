@@ -2,7 +2,10 @@
 
 Keyed by the account (``account_key``: the normalised email, hashed), whatever IP the attempts
 come from. Every password check goes through it: login, and every re-confirmation of the
-password (change password or email, delete the account, link a provider). Layers, all stored
+password (change password or email, delete the account, link a provider, MFA changes); so does
+every second-factor code of a sign-in (``mfa/challenges.py``): a right password of an account with
+TOTP on only gives its pending slot back (``pass_first_factor``), the counters are cleared when
+the second factor succeeds, and a wrong code is a failure like a wrong password. Layers, all stored
 with an expiry so nothing an anonymous attacker triggers is permanent:
 
 1. **Rate limit** ``login_account`` (default ``10/15minutes``), consumed atomically by
@@ -266,6 +269,15 @@ class LoginThrottle:
                 await self.store.set_float(until_key, _now() + delay, delay)
         except StoreUnavailable as exc:
             raise ServiceUnavailable(retry_after=UNAVAILABLE_RETRY_AFTER) from exc
+        await self._release(pending_key)
+
+    async def pass_first_factor(self, account_key: str) -> None:
+        """A right password whose sign-in still waits for its second factor: give the pending
+        slot back but keep the consecutive counters (``success`` would clear failures that
+        wrong second-factor codes are part of). ``success`` comes with the second factor."""
+        if not self.enabled:
+            return
+        *_, pending_key = self._keys(account_key)
         await self._release(pending_key)
 
     async def success(self, account_key: str) -> None:

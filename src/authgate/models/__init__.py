@@ -5,10 +5,14 @@ from authgate.models.action_token import ActionKind, ActionToken
 from authgate.models.audit_event import AuditEvent
 from authgate.models.auth_session import AuthSession
 from authgate.models.email_outbox import EmailOutbox, OutboxStatus
+from authgate.models.mfa_challenge import MfaChallenge
 from authgate.models.oauth_identity import OAuthIdentity
 from authgate.models.oauth_state import OAuthState
 from authgate.models.provider_token import ProviderToken
+from authgate.models.recovery_code import RecoveryCode
 from authgate.models.refresh_token import RefreshToken
+from authgate.models.sign_in_pair import SignInPair
+from authgate.models.totp_secret import TotpSecret
 from authgate.models.user import User
 
 __all__ = [
@@ -18,10 +22,14 @@ __all__ = [
     "AuthSession",
     "Base",
     "EmailOutbox",
+    "MfaChallenge",
     "OAuthIdentity",
     "OAuthState",
     "OutboxStatus",
     "ProviderToken",
+    "RecoveryCode",
     "RefreshToken",
+    "SignInPair",
+    "TotpSecret",
     "User",
 ]

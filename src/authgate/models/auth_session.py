@@ -29,3 +29,7 @@ class AuthSession(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512), default=None)
     #: "password", "refresh", "oauth:<provider>".
     auth_method: Mapped[str] = mapped_column(String(64), default="password")
+    #: RFC 8176 method references of the sign-in, space-separated ("pwd", "pwd otp mfa",
+    #: "fed"): the ``amr`` claim of every access token of the session, refreshes included.
+    #: The server default only serves rows older than the column (migration 0005 back-fills).
+    amr: Mapped[str] = mapped_column(String(64), server_default="")

@@ -12,6 +12,7 @@ from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.opaque import OpaqueTokens
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle
+from authgate.mfa.challenges import MfaChallenges
 from authgate.oauth.linking import LinkGuard
 from authgate.oauth.providers import ProviderRegistry
 from authgate.oauth.service import OAuthService
@@ -35,6 +36,7 @@ def build_oauth(
     passwords: PasswordService,
     throttle: LoginThrottle,
     email: EmailService,
+    mfa: MfaChallenges,
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 
@@ -52,4 +54,5 @@ def build_oauth(
         audit,
         users,
         LinkGuard(passwords, throttle, email),
+        mfa,
     )

@@ -3,27 +3,20 @@
 A Bearer token alone never connects a provider: a stolen access token would otherwise become a
 permanent way back in. The owner re-confirms with the current password (a wrong one counts in the
 per-account login throttle, like every re-confirmation of the password) or, for an account without
-a password, with a sign-in younger than ``REAUTH_WINDOW``. The owner is emailed when a link is
-started and again when a provider gets connected.
+a password, with a sign-in younger than ``users.reconfirm.REAUTH_WINDOW``. The owner is emailed
+when a link is started and again when a provider gets connected.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.email import EmailService, EmailTemplate
-from authgate.core.errors import InvalidPassword, ReauthenticationRequired
 from authgate.core.http import ClientInfo
 from authgate.core.security.passwords import PasswordService
 from authgate.core.throttle import LoginThrottle
-from authgate.core.time import utc_now
 from authgate.models import AuthSession, User
 from authgate.users.reconfirm import PasswordReconfirmation
-
-#: How recent the sign-in of an account without a password must be to link a provider.
-REAUTH_WINDOW = timedelta(minutes=5)
 
 
 class LinkGuard:
@@ -37,13 +30,7 @@ class LinkGuard:
         self, user: User, session: AuthSession, password: str | None, client: ClientInfo
     ) -> None:
         """InvalidPassword (400), ReauthenticationRequired (403) or a throttle refusal (429)."""
-        if user.password_hash is None:
-            if utc_now() - session.created_at > REAUTH_WINDOW:
-                raise ReauthenticationRequired()
-            return
-        if not password:
-            raise InvalidPassword("The current password is required.")
-        await self._reconfirm.confirm(user, password, client)
+        await self._reconfirm.confirm_owner(user, session, password, client)
 
     async def notify_started(self, db: AsyncSession, user: User, provider: str) -> None:
         await self._notify(db, user, provider, EmailTemplate.oauth_link_started)

@@ -34,7 +34,7 @@ from authgate.oauth.schemas import (
     ProviderTokenOut,
     ProviderTokenRequest,
 )
-from authgate.problems import error_responses
+from authgate.problems import error_responses, sign_in_forbidden_responses
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 
@@ -105,7 +105,11 @@ async def unlink(
     "/token",
     status_code=status.HTTP_200_OK,
     response_model=TokenPair,
-    responses={**ISSUES_TOKENS, **error_responses(400, 422, 429)},
+    responses={
+        **ISSUES_TOKENS,
+        **error_responses(400, 422, 429),
+        **sign_in_forbidden_responses(),
+    },
     dependencies=[per_ip(Limit.token_consume_ip)],
 )
 async def token(
@@ -119,7 +123,8 @@ async def token(
 ) -> TokenPair:
     """Exchanges the one-time ``ago_`` code from the callback redirect for a session. The
     redemption cookie set by the callback must come along (send the request with credentials);
-    without it the code is spent and the answer is 400 ``invalid_token``."""
+    without it the code is spent and the answer is 400 ``invalid_token``. An account with
+    TOTP on gets 403 ``mfa_required`` instead of a session (``POST /auth/mfa/verify``)."""
     redeemed = await runtime.oauth.redeem(db, body.code, request.cookies, client)
     _clear_cookie(response, runtime.oauth.cookies, redeemed.cookie_name)
     return transport.issue(redeemed.issued, body.refresh_token_transport)

@@ -5,7 +5,8 @@ and nonce (encrypted, bound to the row) and a browser-binding cookie's keyed has
 provider's authorization URL. ``callback`` checks the state, the cookie, spends the state with one
 conditional UPDATE, exchanges the code, validates the ID token, finds or creates the user (see
 ``accounts``) and sends the browser back to the allowlisted ``redirect_url`` with a one-time
-``ago_`` code (or ``?error=``). ``redeem`` turns that code into a session.
+``ago_`` code (or ``?error=``). ``redeem`` turns that code into a session, or, for an account
+with TOTP on, into a 403 ``mfa_required`` with an ``agm_`` token for ``POST /auth/mfa/verify``.
 
 The one-time code is bound to the browser too: the callback replaces the binding cookie by a fresh
 redemption cookie (same name, ``AUTHGATE_OAUTH_CODE_TTL``) whose keyed hash travels in the code's
@@ -38,11 +39,12 @@ from authgate.action_tokens.service import ActionTokenService
 from authgate.audit import AuditService, AuditType
 from authgate.config import ProviderTokenClient, Settings
 from authgate.core.db import security_write
-from authgate.core.errors import Forbidden, InvalidToken, NotFound
+from authgate.core.errors import Forbidden, InvalidToken, MfaRequired, NotFound
 from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
 from authgate.core.time import utc_now
+from authgate.mfa.challenges import MfaChallenges
 from authgate.models import ActionKind, AuthSession, OAuthIdentity, OAuthState, User
 from authgate.oauth.accounts import AccountLinker
 from authgate.oauth.errors import (
@@ -108,8 +110,10 @@ class OAuthService:
         audit: AuditService,
         users: UserRepository,
         link_guard: LinkGuard,
+        mfa: MfaChallenges,
         repository: OAuthRepository | None = None,
     ) -> None:
+        self._mfa = mfa
         self._settings = settings
         self.providers = providers
         self.vault = vault
@@ -437,7 +441,19 @@ class OAuthService:
         if user is None or not user.is_active or not user.email_verified:
             raise InvalidToken()
         provider = str(data.get("provider", "unknown"))
-        issued = await self._sessions.open(db, user, client, method=f"oauth:{provider}")
+        method = f"oauth:{provider}"
+        if await self._mfa.required(db, user.id):
+            # No session yet: the code stays spent and a challenge stands in for the session.
+            token = await security_write(
+                db, partial(self._challenge_instead, code, user.id, method, client)
+            )
+            if token is None:
+                raise InvalidToken()
+            raise MfaRequired(token)
+        # RFC 8176 has no value for "signed in at another identity provider"; "fed" (federated
+        # authentication) is what Microsoft Entra ID issues for one. Opened before last_login_at
+        # moves: the new-sign-in alert reads it (SessionService.open).
+        issued = await self._sessions.open(db, user, client, method=method, amr=("fed",))
         await self._users.set_last_login(db, user, utc_now())
         self._audit.record(
             db,
@@ -448,6 +464,18 @@ class OAuthService:
             detail={"method": f"oauth:{provider}"},
         )
         return Redeemed(issued, cookie_name)
+
+    async def _challenge_instead(
+        self, code: str, user_id: uuid.UUID, method: str, client: ClientInfo, db: AsyncSession
+    ) -> str | None:
+        """The security write of a redemption that needs a second factor: the code is spent
+        again (the rollback undid it) and an ``agm_`` challenge is made; None when a concurrent
+        redemption spent the code in between (then this one gets nothing)."""
+        try:
+            await self._action_tokens.consume(db, ActionKind.oauth_code, code)
+        except InvalidToken:
+            return None
+        return await self._mfa.challenge(db, user_id, method, client)
 
     async def _burn_unbound_code(
         self, code: str, user_id: uuid.UUID, client: ClientInfo, db: AsyncSession

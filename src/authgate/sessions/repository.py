@@ -46,7 +46,7 @@ _SUCCESSOR_COLUMNS = (
 _AUDIT_COLUMNS = ("id", "created_at", "type", "user_id", "session_id", "ip_address", "user_agent")
 
 
-def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime]:
+def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str]:
     """The whole rotation as one statement: data-modifying CTEs spend the token, insert its
     successor and the audit row, and the SELECT hands back what the response needs.
 
@@ -59,7 +59,11 @@ def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime]:
         .where(*_SPENDABLE, RefreshToken.session_id == AuthSession.id, *_LIVE)
         .values(used_at=_NOW)
         .returning(
-            RefreshToken.id, RefreshToken.session_id, AuthSession.user_id, AuthSession.expires_at
+            RefreshToken.id,
+            RefreshToken.session_id,
+            AuthSession.user_id,
+            AuthSession.expires_at,
+            AuthSession.amr,
         )
         .cte("spent")
     )
@@ -98,7 +102,7 @@ def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime]:
         .cte("audit")
     )
     return (
-        select(spent.c.user_id, spent.c.session_id, successor.c.expires_at)
+        select(spent.c.user_id, spent.c.session_id, successor.c.expires_at, spent.c.amr)
         .select_from(spent.join(successor, true()))
         .add_cte(audit)
     )
@@ -117,7 +121,7 @@ _SPEND_SQLITE = (
     .values(used_at=_NOW)
     .returning(RefreshToken.id, RefreshToken.session_id)
 )
-_SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at).where(
+_SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at, AuthSession.amr).where(
     AuthSession.id == bindparam("session_id")
 )
 _INSERT_SESSION = insert(AuthSession)
@@ -133,6 +137,8 @@ class Rotated:
     session_id: uuid.UUID
     #: The successor's idle deadline (never past the session's absolute end).
     expires_at: datetime
+    #: The session's method references (``amr``), for the new access token.
+    amr: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,12 @@ class SessionView:
     expires_at: datetime
     ip_address: str | None
     user_agent: str | None
+    amr: tuple[str, ...]
+
+
+def split_amr(stored: str) -> tuple[str, ...]:
+    """The ``amr`` column (space-separated method references) as the claim's values."""
+    return tuple(stored.split())
 
 
 class SessionRepository:
@@ -152,6 +164,7 @@ class SessionRepository:
         *,
         user_id: uuid.UUID,
         auth_method: str,
+        amr: str,
         now: datetime,
         expires_at: datetime,
         token_hash: str,
@@ -180,6 +193,7 @@ class SessionRepository:
                 "ip_address": ip_address,
                 "user_agent": user_agent,
                 "auth_method": auth_method,
+                "amr": amr,
             },
         )
         await conn.execute(
@@ -231,14 +245,16 @@ class SessionRepository:
         }
         if conn.dialect.name == "postgresql":
             row = (await conn.execute(_ROTATE_PG, params)).first()
-            return None if row is None else Rotated(row[0], row[1], as_utc(row[2]))
+            return (
+                None if row is None else Rotated(row[0], row[1], as_utc(row[2]), split_amr(row[3]))
+            )
         spent = (
             await conn.execute(_SPEND_SQLITE, {"b_token_hash": token_hash, "now": now})
         ).first()
         if spent is None:
             return None
         token_id, session_id = spent
-        user_id, session_end = (
+        user_id, session_end, amr = (
             await conn.execute(_SESSION_FACTS, {"session_id": session_id})
         ).one()
         expires_at = min(idle_deadline, as_utc(session_end))
@@ -267,7 +283,7 @@ class SessionRepository:
                 "user_agent": user_agent,
             },
         )
-        return Rotated(user_id, session_id, expires_at)
+        return Rotated(user_id, session_id, expires_at, split_amr(amr))
 
     async def token_by_hash(self, db: AsyncSession, token_hash: str) -> RefreshToken | None:
         result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
@@ -324,6 +340,7 @@ class SessionRepository:
                     expires_at=session.expires_at,
                     ip_address=token.ip_address or session.ip_address,
                     user_agent=token.user_agent or session.user_agent,
+                    amr=split_amr(session.amr),
                 ),
             )
         return list(views.values())
@@ -344,12 +361,22 @@ class SessionRepository:
         return result.first() is not None
 
     async def revoke_user_sessions(
-        self, db: AsyncSession, user_id: uuid.UUID, now: datetime, reason: str
+        self,
+        db: AsyncSession,
+        user_id: uuid.UUID,
+        now: datetime,
+        reason: str,
+        *,
+        keep: uuid.UUID | None = None,
     ) -> list[uuid.UUID]:
+        """Revoke every live session of the user (but ``keep``); their ids."""
+        stmt = update(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+        if keep is not None:
+            stmt = stmt.where(AuthSession.id != keep)
         result = await db.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
+            stmt.values(revoked_at=now, revoked_reason=reason)
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )

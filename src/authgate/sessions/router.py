@@ -31,6 +31,7 @@ async def list_sessions(
             expires_at=s.expires_at,
             ip_address=s.ip_address,
             user_agent=s.user_agent,
+            amr=list(s.amr),
             current=s.id == principal.session.id,
         )
         for s in sessions

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -41,12 +43,15 @@ from authgate.core.store import Store, StoreUnavailable
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, AuthSession, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
-from authgate.sessions.repository import SessionRepository, SessionView
+from authgate.sessions.repository import SessionRepository, SessionView, split_amr
+from authgate.sign_in_alerts.service import SignInAlerts
 from authgate.users.repository import UserRepository
 
 logger = logging.getLogger("authgate.sessions")
 
 _SUCCESSOR = "refresh-successor"
+#: An RFC 8176 method reference as stored (space-separated in a String(64) column).
+_AMR_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class TokenIntrospection:
     iat: int | None = None
     sid: str | None = None
     scope: str | None = None
+    amr: list[str] | None = None
     token_type: str | None = None
     client_id: str | None = None
     iss: str | None = None
@@ -110,23 +116,55 @@ class SessionService:
         self._email = email
         self._repo = repository or SessionRepository()
         self._users = users
+        self._alerts = SignInAlerts(settings, opaque, email)
 
     # -- opening and refreshing ------------------------------------------------------------
 
     async def open(
-        self, db: AsyncSession, user: User, client: ClientInfo, *, method: str = "password"
+        self,
+        db: AsyncSession,
+        user: User,
+        client: ClientInfo,
+        *,
+        method: str,
+        amr: Sequence[str],
     ) -> IssuedTokens:
-        """Open a session for ``user`` and issue its first token pair.
+        """A sign-in: a new session whose access tokens carry ``amr`` (RFC 8176: ``("pwd",)``,
+        ``("pwd", "otp", "mfa")``, ``("fed",)`` …) for its whole life, refreshes included.
 
-        Args:
-            db: The unit of work of the sign-in.
-            user: The user signing in.
-            client: IP address and User-Agent, recorded on the session.
-            method: How the user signed in (``password``, ``oauth:<provider>``, …).
+        Every way of signing in ends here, once every factor is checked: it records the
+        client's IP + User-Agent pair and queues the new-sign-in mail when the pair is new to
+        the account (``sign_in_alerts``). Call it *before* ``UserRepository.set_last_login``:
+        an account whose ``last_login_at`` is still None is signing in for the first time and
+        gets no alert."""
+        return await self._open(db, user, client, method, amr, alert=True)
 
-        Returns:
-            The access token, the first refresh token of the family and their lifetimes.
-        """
+    async def reopen(
+        self, db: AsyncSession, user: User, previous: AuthSession, client: ClientInfo
+    ) -> IssuedTokens:
+        """The signed-in user goes on in a fresh session (a password change ends every session,
+        the caller's too): the method and ``amr`` of ``previous``, and no new-sign-in alert, as
+        nobody signed in."""
+        return await self._open(
+            db, user, client, previous.auth_method, split_amr(previous.amr), alert=False
+        )
+
+    async def _open(
+        self,
+        db: AsyncSession,
+        user: User,
+        client: ClientInfo,
+        method: str,
+        amr: Sequence[str],
+        *,
+        alert: bool,
+    ) -> IssuedTokens:
+        if isinstance(amr, str):  # ("pwd") is a string: its letters are no methods
+            raise TypeError("amr is a sequence of method names, not one string")
+        amr = tuple(amr)
+        stored_amr = " ".join(amr)
+        if not all(_AMR_VALUE.fullmatch(v) for v in amr) or len(stored_amr) > 64:
+            raise ValueError(f"not a storable amr: {amr!r}")
         now = utc_now()
         expires_at = now + timedelta(seconds=self._settings.refresh_token_ttl)
         token_expires_at = self._token_deadline(now, expires_at)
@@ -135,6 +173,7 @@ class SessionService:
             db,
             user_id=user.id,
             auth_method=method,
+            amr=stored_amr,
             now=now,
             expires_at=expires_at,
             token_hash=token_hash,
@@ -142,7 +181,8 @@ class SessionService:
             ip_address=client.ip_address,
             user_agent=client.user_agent,
         )
-        return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at)
+        await self._alerts.signed_in(db, user, client, session_id, now, alert=alert)
+        return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at, amr)
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
         """Rotate: spend the token, store its successor and an audit row (one statement on
@@ -175,6 +215,7 @@ class SessionService:
             successor_hash,
             now,
             rotated.expires_at,
+            rotated.amr,
         )
 
     async def _refused(
@@ -210,6 +251,7 @@ class SessionService:
                     successor_hash,
                     successor.issued_at,
                     successor.expires_at,
+                    split_amr(session.amr),
                 )
         await self._reuse_detected(db, session.id, session.user_id, token.id, client)
         raise InvalidRefreshToken()
@@ -284,12 +326,13 @@ class SessionService:
         token_hash: str,
         issued_at: datetime,
         expires_at: datetime,
+        amr: Sequence[str],
     ) -> IssuedTokens:
-        # The access token is a function of its refresh token (time and hash), so a grace
-        # replay gets the very same pair back.
+        # The access token is a function of its refresh token (time and hash) and its session
+        # (the amr, which never changes), so a grace replay gets the very same pair back.
         jti = str(uuid.UUID(hex=token_hash[:32]))
         access, claims = self._jwt.issue(
-            user_id=user_id, session_id=session_id, issued_at=issued_at, jti=jti
+            user_id=user_id, session_id=session_id, issued_at=issued_at, jti=jti, amr=amr
         )
         return IssuedTokens(access, claims, raw, expires_at, session_id)
 
@@ -372,6 +415,18 @@ class SessionService:
         await self._deny_sessions(ids)
         return ids
 
+    async def end_others(
+        self, db: AsyncSession, user: User, current: uuid.UUID, *, reason: str
+    ) -> list[uuid.UUID]:
+        """End every session of the user but ``current`` (whose tokens keep working): each
+        ended session's access tokens are refused at once through the shared store. A pending
+        email change is cancelled, as by ``end_all``."""
+        now = utc_now()
+        await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
+        ids = await self._repo.revoke_user_sessions(db, user.id, now, reason, keep=current)
+        await self._deny_sessions(ids)
+        return ids
+
     async def _deny_sessions(self, session_ids: list[uuid.UUID]) -> None:
         """Publish revocations in the shared store, so every process refuses the sessions'
         access tokens at once (kept as long as such a token can live)."""
@@ -444,6 +499,7 @@ class SessionService:
             iat=claims.iat,
             sid=str(claims.sid),
             scope=claims.scope,
+            amr=list(claims.amr),
             token_type="Bearer",  # noqa: S106
             client_id=client_id,
             iss=self._settings.public_url,

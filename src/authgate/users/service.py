@@ -78,7 +78,7 @@ class UserService:
         new_password = await self._password_setter.check(user, new_password)
         await self._password_setter.set(db, user, new_password)
         await self._sessions.end_all(db, user, reason="password_changed")
-        issued = await self._sessions.open(db, user, client, method=session.auth_method)
+        issued = await self._sessions.reopen(db, user, session, client)
         self._audit.record(
             db,
             AuditType.password_changed,

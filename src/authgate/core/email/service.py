@@ -65,6 +65,10 @@ class EmailTemplate(StrEnum):
     email_changed = "email_changed"
     oauth_link_started = "oauth_link_started"
     oauth_linked = "oauth_linked"
+    mfa_enabled = "mfa_enabled"
+    mfa_disabled = "mfa_disabled"
+    mfa_recovery_codes = "mfa_recovery_codes"
+    new_sign_in = "new_sign_in"
 
 
 #: Mail about something that happened to the recipient's own, verified account: never limited.
@@ -76,6 +80,10 @@ SECURITY_NOTICES = frozenset(
         EmailTemplate.session_reuse_revoked,
         EmailTemplate.oauth_link_started,
         EmailTemplate.oauth_linked,
+        EmailTemplate.mfa_enabled,
+        EmailTemplate.mfa_disabled,
+        EmailTemplate.mfa_recovery_codes,
+        EmailTemplate.new_sign_in,
     }
 )
 #: The named limit on the other messages per recipient address.

@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -56,6 +57,9 @@ class AccessClaims:
     nbf: int
     exp: int
     scope: str
+    #: RFC 8176 authentication method references of the sign-in that opened the session
+    #: (``()`` for a token issued before the claim existed).
+    amr: tuple[str, ...]
     raw: dict[str, Any]
 
 
@@ -136,8 +140,10 @@ class JWTService:
         scope: str = "",
         issued_at: datetime | None = None,
         jti: str | None = None,
+        amr: Sequence[str] = (),
     ) -> tuple[str, AccessClaims]:
-        """Sign an access token with the current key.
+        """Sign an access token with the current key; ``amr`` becomes the ``amr`` claim (a JSON
+        array, present in every token, ``[]`` when empty).
 
         ``issued_at``/``jti`` let a caller re-issue a byte-identical token (EdDSA, RS256 and HS256
         signatures are deterministic; ES256 ones are not, the claims still are).
@@ -157,6 +163,7 @@ class JWTService:
             "nbf": iat,
             "exp": iat + self._ttl,
             "scope": scope,
+            "amr": list(amr),
         }
         key = self._ring.current
         token = self._jwt.encode(
@@ -173,6 +180,7 @@ class JWTService:
             nbf=iat,
             exp=claims["exp"],
             scope=scope,
+            amr=tuple(amr),
             raw=claims,
         )
 
@@ -250,6 +258,11 @@ class JWTService:
         scope = payload.get("scope", "")
         if not isinstance(scope, str):
             raise InvalidAccessToken()
+        # Tokens issued before the claim existed have none: no method recorded. Anything present
+        # must be what we issue, a JSON array of strings.
+        amr = payload.get("amr", [])
+        if not isinstance(amr, list) or not all(isinstance(v, str) for v in amr):
+            raise InvalidAccessToken()
         claims = AccessClaims(
             sub=_canonical_uuid(payload["sub"]),
             sid=_canonical_uuid(payload["sid"]),
@@ -258,6 +271,7 @@ class JWTService:
             nbf=nbf,
             exp=exp,
             scope=scope,
+            amr=tuple(amr),
             raw=payload,
         )
         now = int(utc_now().timestamp())

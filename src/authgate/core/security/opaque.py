@@ -1,4 +1,4 @@
-"""Opaque tokens: refresh tokens, email links and one-time codes.
+"""Opaque tokens: refresh tokens, email links, one-time codes and MFA sign-in tokens.
 
 A token is ``<kind prefix><43 chars of base64url>`` (256 random bits). Only its keyed hash
 (HMAC-SHA256 under AUTHGATE_SECRET_KEY) is ever stored, which gives O(1) lookup by an indexed
@@ -20,6 +20,8 @@ class TokenKind(StrEnum):
     oauth_code = "ago_"
     email_change = "age_"
     oauth_state = "ags_"
+    #: A sign-in waiting for its second factor (``POST /auth/mfa/verify``).
+    mfa = "agm_"
 
 
 TOKEN_BYTES = 32
@@ -40,6 +42,13 @@ class OpaqueTokens:
 
     def hash(self, token: str) -> str:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+
+    def keyed_hash(self, label: str, *parts: str) -> str:
+        """HMAC-SHA256 (hex) of ``parts`` under the server key, for a value that must be
+        recognised later without being kept (an IP address + User-Agent pair). ``label`` keeps
+        each use apart from the others and from token hashes (no token holds a NUL)."""
+        message = "\x00".join((label, *parts)).encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def derive(self, kind: TokenKind, parent: str, label: str) -> tuple[str, str]:
         """A token computed from another one: only the holder of ``parent`` *and* the server key

@@ -1,0 +1,67 @@
+-- POST /api/v1/auth/refresh by cookie, as a browser in cookie mode sends it: no token in the
+-- body, the refresh token in the `authgate_refresh` cookie and the service's own Origin (the CSRF
+-- rule). Each 200 sets the successor in a new cookie, which goes back in the queue: the chains
+-- never spend a token twice (see refresh.lua, which this mirrors for body tokens).
+local common = dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
+
+wrk.method = "POST"
+local origin = os.getenv("BENCH_ORIGIN")
+
+local queue = {}
+local head, tail = 1, 0
+
+local function push(token)
+  tail = tail + 1
+  queue[tail] = token
+end
+
+local function pop()
+  if head > tail then
+    return nil
+  end
+  local token = queue[head]
+  queue[head] = nil
+  head = head + 1
+  return token
+end
+
+function init(args)
+  local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
+  local me = tid or 0
+  local index = 0
+  for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
+    if line ~= "" then
+      if index % threads == me then
+        push(line)
+      end
+      index = index + 1
+    end
+  end
+end
+
+function request()
+  local token = pop() or "agr_exhausted"
+  -- wrk.format uses these headers instead of wrk.headers, not in addition to them.
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Origin"] = origin,
+    ["Cookie"] = "authgate_refresh=" .. token,
+  }
+  return wrk.format(nil, nil, headers, "{}")
+end
+
+function response(status, headers, body)
+  if status == 200 then
+    for name, value in pairs(headers) do
+      if string.lower(name) == "set-cookie" then
+        local token = string.match(value, "authgate_refresh=([^;]+)")
+        if token then
+          push(token)
+        end
+      end
+    end
+  end
+end
+
+setup = common.setup
+done = common.done
