@@ -246,11 +246,13 @@ class AuthService:
             client: The caller's IP address and User-Agent (remembered as a known device).
 
         Returns:
-            The new session's access and refresh tokens.
+            The new session's access and refresh tokens (``amr`` ``["pwd"]``).
 
         Raises:
             InvalidCredentials: Unknown address, wrong password or disabled account, alike.
             EmailNotVerified: The password is right but the address is not verified yet.
+            MfaRequired: The account has TOTP on: no tokens yet, the problem carries the
+                ``agm_`` token for ``verify_mfa``.
             RateLimited: The per-account throttle refuses the attempt.
         """
         checked = await self.authenticate(db, email, password, client)
