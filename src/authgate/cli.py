@@ -73,6 +73,7 @@ def cmd_worker(_args: argparse.Namespace) -> int:
         # housekeeper purges expired OAuth states.
         runtime = Runtime.build(settings, with_dispatcher=False)
         await runtime.housekeeper.start()
+        await runtime.start_webhook_delivery()
         try:
             await run_worker(settings, service=runtime.email)
         finally:
@@ -154,6 +155,27 @@ def cmd_email(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from authgate.webhooks import operations
+
+    settings = _settings()
+    if args.webhooks_command == "dead":
+        for row in asyncio.run(operations.list_dead(settings, args.limit)):
+            print(json.dumps(row))  # noqa: T201
+        return 0
+    if args.webhooks_command == "retry":
+        asyncio.run(operations.retry_dead(settings, args.id))
+        print(f"{args.id} queued again")  # noqa: T201
+        return 0
+    endpoint = operations.endpoint_for_url(settings, args.url)
+    if endpoint is None:
+        print("error: that URL is not an endpoint of AUTHGATE_WEBHOOKS", file=sys.stderr)  # noqa: T201
+        return 1
+    outcome = asyncio.run(operations.send_test(settings, endpoint))
+    print(json.dumps(outcome))  # noqa: T201
+    return 0 if outcome["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authgate", description="authgate authentication service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
     sub.add_parser("openapi", help="print the OpenAPI spec").set_defaults(func=cmd_openapi)
-    sub.add_parser("worker", help="run the email outbox dispatcher").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "worker", help="deliver the email and webhook outboxes (and run housekeeping)"
+    ).set_defaults(func=cmd_worker)
     sub.add_parser("purge-expired", help="delete expired tokens and sessions").set_defaults(
         func=cmd_purge_expired
     )
@@ -192,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     retry = email_sub.add_parser("retry", help="send a dead message again (after a fix)")
     retry.add_argument("id")
     email.set_defaults(func=cmd_email)
+
+    hooks = sub.add_parser("webhooks", help="look at, retry and test webhook delivery")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    hooks_dead = hooks_sub.add_parser("dead", help="list dead events, newest first (JSON lines)")
+    hooks_dead.add_argument("--limit", type=int, default=100)
+    hooks_retry = hooks_sub.add_parser("retry", help="send a dead event again (after a fix)")
+    hooks_retry.add_argument("id", help="the event's webhook-id (msg_…)")
+    hooks_test = hooks_sub.add_parser(
+        "test", help="send a signed webhook.test event to a configured endpoint now"
+    )
+    hooks_test.add_argument("url", help="the endpoint's URL, as in AUTHGATE_WEBHOOKS")
+    hooks.set_defaults(func=cmd_webhooks)
     return parser
 
 

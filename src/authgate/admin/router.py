@@ -30,6 +30,7 @@ async def get_admin_service(runtime: RuntimeDep) -> AdminService:
         runtime.audit,
         runtime.users_repo,
         provider_tokens=runtime.provider_tokens,
+        webhooks=runtime.webhooks,
     )
 
 

@@ -38,6 +38,8 @@ from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email, try_normalize_email
 from authgate.users.repository import UserRepository
 from authgate.verification.service import Registration, VerificationService
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 logger = logging.getLogger("authgate.auth")
 
@@ -65,7 +67,10 @@ class AuthService:
         users: UserRepository,
         limiter: RateLimiter,
         throttle: LoginThrottle,
+        *,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._limiter = limiter
         self._throttle = throttle
@@ -103,6 +108,9 @@ class AuthService:
         user = await self._users.create(db, email=address, name=name, password_hash=password_hash)
         if user is None:
             return await self._users.by_email(db, address)
+        await self._webhooks.emit(
+            db, WebhookEvent.user_created, user_data(user.id, user.email, email_verified=False)
+        )
         await self._verification.send_verification(db, user)
         return None
 

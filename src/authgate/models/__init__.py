@@ -10,6 +10,7 @@ from authgate.models.oauth_state import OAuthState
 from authgate.models.provider_token import ProviderToken
 from authgate.models.refresh_token import RefreshToken
 from authgate.models.user import User
+from authgate.models.webhook_outbox import WebhookOutbox, WebhookStatus
 
 __all__ = [
     "ActionKind",
@@ -24,4 +25,6 @@ __all__ = [
     "ProviderToken",
     "RefreshToken",
     "User",
+    "WebhookOutbox",
+    "WebhookStatus",
 ]

@@ -18,6 +18,7 @@ from authgate.oauth.service import OAuthService
 from authgate.oauth.vault import ProviderTokenVault
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
+from authgate.webhooks.service import WebhookService
 
 __all__ = ["OAuthService", "ProviderRegistry", "ProviderTokenVault", "build_oauth"]
 
@@ -35,6 +36,7 @@ def build_oauth(
     passwords: PasswordService,
     throttle: LoginThrottle,
     email: EmailService,
+    webhooks: WebhookService | None = None,
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 
@@ -52,4 +54,5 @@ def build_oauth(
         audit,
         users,
         LinkGuard(passwords, throttle, email),
+        webhooks=webhooks,
     )

@@ -43,6 +43,8 @@ from authgate.models import ActionKind, AuthSession, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository, SessionView
 from authgate.users.repository import UserRepository
+from authgate.webhooks import WebhookEvent, session_data
+from authgate.webhooks.service import WebhookService
 
 logger = logging.getLogger("authgate.sessions")
 
@@ -94,7 +96,9 @@ class SessionService:
         *,
         action_tokens: ActionTokenService,
         users: UserRepository,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._action_tokens = action_tokens
         self._store = store
@@ -126,6 +130,9 @@ class SessionService:
             token_expires_at=token_expires_at,
             ip_address=client.ip_address,
             user_agent=client.user_agent,
+        )
+        await self._webhooks.emit(
+            db, WebhookEvent.session_created, session_data(user.id, session_id, method=method)
         )
         return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at)
 
@@ -233,6 +240,11 @@ class SessionService:
             # Concurrent replays race here: only the one whose UPDATE revoked the session reports
             # the incident, so it is audited and mailed once.
             return False
+        await self._webhooks.emit(
+            db,
+            WebhookEvent.session_revoked,
+            session_data(user_id, session_id, reason="reuse_detected"),
+        )
         self._audit.record(
             db,
             AuditType.refresh_reuse_detected,
@@ -315,6 +327,11 @@ class SessionService:
         revoked = await self._repo.revoke_session(db, session_id, utc_now(), reason)
         await self._deny_sessions([session_id])
         if revoked:
+            await self._webhooks.emit(
+                db,
+                WebhookEvent.session_revoked,
+                session_data(session.user_id, session_id, reason=reason),
+            )
             self._audit.record(
                 db, audit, user_id=session.user_id, session_id=session_id, client=client
             )
@@ -341,6 +358,11 @@ class SessionService:
         await self._users.update(db, user, tokens_valid_after=now)
         await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
+        await self._webhooks.emit_many(
+            db,
+            WebhookEvent.session_revoked,
+            [session_data(user.id, sid, reason=reason) for sid in ids],
+        )
         await self._deny_sessions(ids)
         return ids
 
