@@ -15,12 +15,18 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from sqlalchemy import select
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from authgate.models import WebhookOutbox
+from authgate.runtime import Runtime
+from authgate.webhooks import WebhookEvent, user_data
 
 Mode = Literal["up", "fail", "gone", "slow"]
 
@@ -72,6 +78,9 @@ class Receiver:
         self._verifier = Webhook(self.secret)
         self._lock = threading.Lock()
         self._requests: list[Received] = []
+        self._active = 0
+        #: The most requests this receiver was handling at once.
+        self.max_active = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -111,6 +120,9 @@ class Receiver:
     def _handle(
         self, handler: BaseHTTPRequestHandler, body: bytes, headers: dict[str, str]
     ) -> None:
+        with self._lock:
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
         try:
             self._verifier.verify(body, headers)
             valid = True
@@ -133,6 +145,7 @@ class Receiver:
         )
         with self._lock:
             self._requests.append(record)
+            self._active -= 1
         try:
             handler.send_response(status)
             handler.send_header("content-length", "0")
@@ -201,3 +214,36 @@ def webhook_overrides(*receivers: Receiver, **extra: Any) -> dict[str, Any]:
         "webhook_retry_base_seconds": 0.05,
         **extra,
     }
+
+
+async def emit_numbered(runtime: Runtime, count: int, *, start: int = 0) -> list[str]:
+    """``count`` ``user.updated`` events in one committed transaction, ``data.n`` numbering
+    them; returns their user ids."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    async with runtime.sessionmaker() as db, db.begin():
+        for n, user_id in enumerate(ids, start=start):
+            await runtime.webhooks.emit(db, WebhookEvent.user_updated, user_data(user_id, n=n))
+    if runtime.webhook_dispatcher is not None:
+        runtime.webhook_dispatcher.notify()
+    return [str(i) for i in ids]
+
+
+async def outbox_rows(runtime: Runtime) -> list[WebhookOutbox]:
+    """Every webhook outbox row, in ``seq`` order."""
+    async with runtime.sessionmaker() as db:
+        return list((await db.scalars(select(WebhookOutbox).order_by(WebhookOutbox.seq))).all())
+
+
+async def wait_for_rows(
+    runtime: Runtime, condition: Callable[[list[WebhookOutbox]], bool], timeout: float = 15.0
+) -> list[WebhookOutbox]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await outbox_rows(runtime)
+        if condition(rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"outbox timed out: {[(r.event_type, r.status, r.attempts) for r in rows]}"
+            )
+        await asyncio.sleep(0.05)
