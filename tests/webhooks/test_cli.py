@@ -18,7 +18,7 @@ from tests.support.webhooks import Receiver, emit_numbered, wait_for_rows
 
 
 def authgate(
-    settings: Settings, receiver: Receiver, cwd: Path, *args: str
+    settings: Settings, receiver: Receiver, cwd: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
     env.update(
@@ -32,7 +32,8 @@ def authgate(
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "authgate", "webhooks", *args],
+        [sys.executable, "-m", "authgate", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,
@@ -59,7 +60,7 @@ async def test_dead_after_24_hours_listed_and_sent_again(
     assert all(r.last_error == "ConnectError" for r in rows)
     first, second = rows
 
-    dead = lines(authgate(settings, receiver, tmp_path, "dead"))
+    dead = lines(authgate(settings, receiver, tmp_path, "webhooks", "dead"))
     assert [d["id"] for d in dead] == [second.message_id, first.message_id]  # newest first
     assert dead[1]["type"] == "user.updated"
     assert dead[1]["endpoint"] == runtime.webhooks.endpoints[0].name
@@ -68,7 +69,7 @@ async def test_dead_after_24_hours_listed_and_sent_again(
     assert receiver.secret not in json.dumps(dead)
 
     receiver.start()
-    retried = authgate(settings, receiver, tmp_path, "retry", first.message_id)
+    retried = authgate(settings, receiver, tmp_path, "webhooks", "retry", first.message_id)
     assert retried.returncode == 0, retried.stderr
     assert f"{first.message_id} queued again" in retried.stdout
     (event,) = await receiver.wait_for(1)
@@ -76,18 +77,18 @@ async def test_dead_after_24_hours_listed_and_sent_again(
     assert event.data["n"] == 0
     rows = await wait_for_rows(runtime, lambda rows: rows[0].status == "delivered")
     assert rows[1].status == "dead"  # a retry sends that event only
-    assert lines(authgate(settings, receiver, tmp_path, "dead")) == [dead[0]]
+    assert lines(authgate(settings, receiver, tmp_path, "webhooks", "dead")) == [dead[0]]
 
-    again = authgate(settings, receiver, tmp_path, "retry", first.message_id)
+    again = authgate(settings, receiver, tmp_path, "webhooks", "retry", first.message_id)
     assert again.returncode == 1 and "not a dead event" in again.stderr
-    unknown = authgate(settings, receiver, tmp_path, "retry", "msg_unknown")
+    unknown = authgate(settings, receiver, tmp_path, "webhooks", "retry", "msg_unknown")
     assert unknown.returncode == 1
 
 
 async def test_test_sends_a_signed_event_to_a_configured_endpoint(
     receiver: Receiver, settings: Settings, tmp_path: Path
 ) -> None:
-    (outcome,) = lines(authgate(settings, receiver, tmp_path, "test", receiver.url))
+    (outcome,) = lines(authgate(settings, receiver, tmp_path, "webhooks", "test", receiver.url))
     assert outcome["ok"] is True and outcome["status"] == 204
     (event,) = receiver.accepted()
     assert event.valid and event.type == "webhook.test"
@@ -95,9 +96,30 @@ async def test_test_sends_a_signed_event_to_a_configured_endpoint(
     assert receiver.secret not in json.dumps(outcome)
 
     receiver.mode = "fail"
-    failed = authgate(settings, receiver, tmp_path, "test", receiver.url)
+    failed = authgate(settings, receiver, tmp_path, "webhooks", "test", receiver.url)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["error"] == "http 500"
 
-    elsewhere = authgate(settings, receiver, tmp_path, "test", "https://elsewhere.example/hooks")
+    elsewhere = authgate(
+        settings, receiver, tmp_path, "webhooks", "test", "https://elsewhere.example/hooks"
+    )
     assert elsewhere.returncode == 1 and "not an endpoint" in elsewhere.stderr
+
+
+async def test_create_admin_sends_user_created(
+    receiver: Receiver, runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    made = authgate(
+        settings,
+        receiver,
+        tmp_path,
+        "create-admin",
+        "root@example.com",
+        "--password-stdin",
+        stdin="a long admin password 123\n",
+    )
+    assert made.returncode == 0, made.stderr
+    (event,) = await receiver.wait_for(1)
+    assert event.type == "user.created" and event.valid
+    assert event.data["email"] == "root@example.com"
+    assert event.data["method"] == "create-admin"
