@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, exists, false, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -50,12 +50,44 @@ def _due(row: Any, now: datetime) -> Any:
     )
 
 
+def _still_due(now: datetime) -> Any:
+    """``_due`` for the claim's UPDATE to check again on the row it changes, written as a CASE
+    so that no index serves it: the planner then looks the claimed rows up by their key
+    (SQLite would otherwise scan every due row of a long backlog through the status index)."""
+    return case(
+        (
+            WebhookOutbox.status == WebhookStatus.pending.value,
+            WebhookOutbox.next_attempt_at <= now,
+        ),
+        (
+            WebhookOutbox.status == WebhookStatus.sending.value,
+            WebhookOutbox.claimed_until < now,
+        ),
+        else_=false(),
+    )
+
+
 def _owned(seq: int, worker_id: str) -> Any:
     return and_(
         WebhookOutbox.seq == seq,
         WebhookOutbox.status == WebhookStatus.sending.value,
         WebhookOutbox.claimed_by == worker_id,
     )
+
+
+def _firsts(column: Any, endpoint_keys: Collection[str]) -> list[Any]:
+    """For each endpoint and each undelivered status, ``column`` of its first event in ``seq``
+    order, as scalar subqueries (NULL when there is none): ``(key1, pending), (key1, sending),
+    (key2, pending), …``. Each is one probe of ``ix_webhook_outbox_endpoint_status_seq``."""
+    return [
+        select(column)
+        .where(WebhookOutbox.endpoint_key == key, WebhookOutbox.status == status)
+        .order_by(WebhookOutbox.seq)
+        .limit(1)
+        .scalar_subquery()
+        for key in endpoint_keys
+        for status in _UNDELIVERED
+    ]
 
 
 class WebhookRepository:
@@ -85,26 +117,31 @@ class WebhookRepository:
             await db.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         head = aliased(WebhookOutbox, name="head")
         other = aliased(WebhookOutbox, name="other")
-        blocked = exists().where(
+        # Two probes of the (endpoint_key, status, seq) index: an earlier undelivered event of
+        # the endpoint, or another of its events in flight under a live lease.
+        earlier = exists().where(
             other.endpoint_key == head.endpoint_key,
-            other.seq != head.seq,
-            or_(
-                and_(other.seq < head.seq, other.status.in_(_UNDELIVERED)),
-                and_(
-                    other.status == WebhookStatus.sending.value,
-                    other.claimed_until >= now,
-                ),
-            ),
+            other.status.in_(_UNDELIVERED),
+            other.seq < head.seq,
         )
+        in_flight = exists().where(
+            other.endpoint_key == head.endpoint_key,
+            other.status == WebhookStatus.sending.value,
+            other.seq != head.seq,
+            other.claimed_until >= now,
+        )
+        # Only the first pending and the first sending event of each endpoint can be its head:
+        # one index probe each, however long a failing endpoint's backlog has grown.
         candidates = (
             select(head.seq)
-            .where(head.endpoint_key.in_(list(endpoint_keys)), _due(head, now), ~blocked)
+            .where(head.seq.in_(_firsts(WebhookOutbox.seq, endpoint_keys)), _due(head, now))
+            .where(~earlier, ~in_flight)
             .order_by(head.seq)
             .limit(limit)
         )
         claimed = await db.execute(
             update(WebhookOutbox)
-            .where(WebhookOutbox.seq.in_(candidates.scalar_subquery()), _due(WebhookOutbox, now))
+            .where(WebhookOutbox.seq.in_(candidates.scalar_subquery()), _still_due(now))
             .values(
                 status=WebhookStatus.sending.value,
                 claimed_by=worker_id,
@@ -194,18 +231,18 @@ class WebhookRepository:
     async def oldest_undelivered(
         self, db: AsyncSession, endpoint_keys: Collection[str]
     ) -> dict[str, datetime]:
-        """For each endpoint with undelivered events, when the oldest of them was written."""
+        """For each endpoint with undelivered events, when the first of them (in ``seq``
+        order) was written; a few index probes per endpoint, whatever the backlog."""
         if not endpoint_keys:
             return {}
-        result = await db.execute(
-            select(WebhookOutbox.endpoint_key, func.min(WebhookOutbox.created_at))
-            .where(
-                WebhookOutbox.endpoint_key.in_(list(endpoint_keys)),
-                WebhookOutbox.status.in_(_UNDELIVERED),
-            )
-            .group_by(WebhookOutbox.endpoint_key)
-        )
-        return {key: oldest for key, oldest in result if oldest is not None}
+        keys = list(endpoint_keys)
+        row = (await db.execute(select(*_firsts(WebhookOutbox.created_at, keys)))).one()
+        oldest: dict[str, datetime] = {}
+        for index, key in enumerate(keys):
+            found = [at for at in row[2 * index : 2 * index + 2] if at is not None]
+            if found:
+                oldest[key] = min(found)
+        return oldest
 
     async def prune(self, db: AsyncSession, cutoff: datetime) -> int:
         """Delete events delivered before ``cutoff``; return how many."""
