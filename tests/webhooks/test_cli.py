@@ -123,3 +123,38 @@ async def test_create_admin_sends_user_created(
     assert event.type == "user.created" and event.valid
     assert event.data["email"] == "root@example.com"
     assert event.data["method"] == "create-admin"
+
+
+async def test_the_worker_delivers_webhooks(
+    receiver: Receiver, runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    """``authgate worker`` (another process) delivers what this one writes."""
+    assert runtime.webhook_dispatcher is not None
+    await runtime.webhook_dispatcher.stop()  # only the worker delivers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env.update(
+        {
+            "AUTHGATE_ENV": "test",
+            "AUTHGATE_LOG_LEVEL": "WARNING",
+            "AUTHGATE_DATABASE_URL": settings.database_url,
+            "AUTHGATE_KEYS_DIR": str(settings.keys_dir),
+            "AUTHGATE_WEBHOOKS": json.dumps([receiver.config()]),
+        }
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "authgate", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await emit_numbered(runtime, 2)
+        await receiver.wait_for(2, timeout=60)
+        assert [e.data["n"] for e in receiver.accepted()] == [0, 1]
+        assert all(r.valid for r in receiver.requests)
+    finally:
+        worker.terminate()
+        _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
