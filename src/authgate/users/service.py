@@ -62,8 +62,9 @@ class UserService:
         await self._reconfirm.confirm(user, password, client)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
-        if name != user.name:
-            await self._users.update(db, user, name=name)
+        renamed = name != user.name
+        await self._users.update(db, user, name=name)
+        if renamed:
             await self._webhooks.emit(
                 db, WebhookEvent.user_updated, user_data(user.id, changes=["name"])
             )
