@@ -74,6 +74,7 @@ def cmd_worker(_args: argparse.Namespace) -> int:
         # housekeeper purges expired OAuth states.
         runtime = Runtime.build(settings, with_dispatcher=False)
         await runtime.housekeeper.start()
+        await runtime.start_webhook_delivery()
         try:
             await run_worker(settings, service=runtime.email)
         finally:
@@ -230,6 +231,27 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from authgate.webhooks import operations
+
+    settings = _settings()
+    if args.webhooks_command == "dead":
+        for row in asyncio.run(operations.list_dead(settings, args.limit)):
+            print(json.dumps(row))  # noqa: T201
+        return 0
+    if args.webhooks_command == "retry":
+        asyncio.run(operations.retry_dead(settings, args.id))
+        print(f"{args.id} queued again")  # noqa: T201
+        return 0
+    endpoint = operations.endpoint_for_url(settings, args.url)
+    if endpoint is None:
+        print("error: that URL is not an endpoint of AUTHGATE_WEBHOOKS", file=sys.stderr)  # noqa: T201
+        return 1
+    outcome = asyncio.run(operations.send_test(settings, endpoint))
+    print(json.dumps(outcome))  # noqa: T201
+    return 0 if outcome["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate",
@@ -269,9 +291,9 @@ authgate serve --host 0.0.0.0 --port 8000 --workers 2   # more than one needs AU
     _command(
         sub,
         "worker",
-        "run the email outbox dispatcher",
+        "deliver the email and webhook outboxes (and run housekeeping)",
         "AUTHGATE_EMAIL_DISPATCHER_ENABLED=false authgate serve &   # web processes only\n"
-        "authgate worker                                            # delivers the outbox",
+        "authgate worker                                            # delivers the outboxes",
     ).set_defaults(func=cmd_worker)
     _command(
         sub,
@@ -387,6 +409,39 @@ authgate email dead | jq -r 'select(.retryable) | .id' | xargs authgate email re
     )
     reset.add_argument("email", help="the account's address")
     users.set_defaults(func=cmd_users)
+    hooks = _command(
+        sub,
+        "webhooks",
+        "look at, retry and test webhook delivery",
+        """
+authgate webhooks dead | jq .id     # events that gave up after 24 h (JSON lines)
+authgate webhooks retry msg_0123456789abcdef0123456789abcdef
+authgate webhooks test https://api.example.com/hooks/authgate
+""",
+    )
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    hooks_dead = _command(
+        hooks_sub,
+        "dead",
+        "list dead events, newest first (JSON lines)",
+        "authgate webhooks dead --limit 20",
+    )
+    hooks_dead.add_argument("--limit", type=int, default=100)
+    hooks_retry = _command(
+        hooks_sub,
+        "retry",
+        "send a dead event again (after a fix)",
+        "authgate webhooks retry msg_0123456789abcdef0123456789abcdef",
+    )
+    hooks_retry.add_argument("id", help="the event's webhook-id (msg_…)")
+    hooks_test = _command(
+        hooks_sub,
+        "test",
+        "send a signed webhook.test event to a configured endpoint now",
+        "authgate webhooks test https://api.example.com/hooks/authgate",
+    )
+    hooks_test.add_argument("url", help="the endpoint's URL, as in AUTHGATE_WEBHOOKS")
+    hooks.set_defaults(func=cmd_webhooks)
     return parser
 
 

@@ -6,6 +6,8 @@ Nothing here touches the disk or the network; development keys are generated lat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import math
@@ -15,14 +17,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The registry of named rate limits; DEFAULT_RATE_LIMITS re-exported for existing importers.
 from authgate.core.limits import DEFAULT_RATE_LIMITS as DEFAULT_RATE_LIMITS
 from authgate.core.limits import LIMITS, Limit
+from authgate.webhooks.events import WebhookEvent
 
 
 class Environment(StrEnum):
@@ -95,6 +99,76 @@ class OAuthProviderConfig(BaseSettings):
     userinfo_url: str | None = None
     #: RFC 7009 revocation endpoint (override, or supplied for GitHub-like providers).
     revocation_url: str | None = None
+
+
+#: Bytes of key a Standard Webhooks secret (``whsec_`` + base64) must carry.
+MIN_WEBHOOK_SECRET_BYTES = 24
+MAX_WEBHOOK_SECRET_BYTES = 64
+
+
+class WebhookEndpointConfig(BaseModel):
+    """One receiver of events (an ``AUTHGATE_WEBHOOKS`` entry): where, signed with which secret,
+    and which events (``None``: all of them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str
+    secret: SecretStr
+    events: list[WebhookEvent] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            raise ValueError("a webhook URL is an absolute http(s) URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ValueError("a webhook URL is an absolute http(s) URL without a fragment")
+        if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
+            raise ValueError("a webhook URL contains whitespace or a control character")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        # Never echo the value: it is the signing key.
+        text = value.get_secret_value().strip()
+        if not text.startswith("whsec_"):
+            raise ValueError("a webhook secret starts with whsec_ (Standard Webhooks)")
+        encoded = text.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a webhook secret is whsec_ followed by base64") from None
+        if not MIN_WEBHOOK_SECRET_BYTES <= len(key) <= MAX_WEBHOOK_SECRET_BYTES:
+            raise ValueError(
+                f"a webhook secret carries {MIN_WEBHOOK_SECRET_BYTES} to "
+                f"{MAX_WEBHOOK_SECRET_BYTES} random bytes (base64 after whsec_)"
+            )
+        return SecretStr(text)
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value:
+            raise ValueError("webhook events are a non-empty list (leave it out for all events)")
+        known = {event.value for event in WebhookEvent}
+        unknown = sorted({str(item) for item in value} - known)
+        if unknown:
+            raise ValueError(f"unknown webhook events {unknown}; known: {sorted(known)}")
+        return value
+
+    @property
+    def subscribed(self) -> frozenset[WebhookEvent]:
+        return frozenset(WebhookEvent) if self.events is None else frozenset(self.events)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
 
 
 def _split_list(value: Any) -> Any:
@@ -327,6 +401,20 @@ class Settings(BaseSettings):
     #: first sign-in. The pairs are recorded either way (so switching it on sends no wave).
     new_sign_in_alerts: bool = True
 
+    #: Receivers of events (docs/webhooks.md): a JSON list of ``{"url", "secret", "events"?}``.
+    #: ``secret`` is a Standard Webhooks secret, ``whsec_`` + base64 of 24 to 64 random bytes;
+    #: ``events`` names the events sent there (default: all). Each URL at most once; an
+    #: ``http://`` URL is refused in production. Secrets are never logged or shown.
+    webhooks: Annotated[list[WebhookEndpointConfig], NoDecode] = Field(default_factory=list)
+    #: Seconds one delivery attempt may take in all (connecting included); a slower endpoint
+    #: fails the attempt and is retried.
+    webhook_timeout: float = Field(default=10.0, gt=0, le=30)
+    #: Pause before the first retry of an event; it doubles with each failed attempt up to
+    #: 5 minutes (with jitter), for 24 hours from the event.
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0, le=300)
+    #: Days a delivered event (its body already wiped) is kept before it is deleted.
+    webhook_delivered_retention_days: int = Field(default=7, ge=0)
+
     #: External identity providers, a JSON list of ``{name, kind: oidc|github, issuer?,
     #: client_id, client_secret, scopes?}`` (the entries are below; docs/oauth.md).
     oauth_providers: Annotated[list[OAuthProviderConfig], NoDecode] = Field(default_factory=list)
@@ -372,6 +460,31 @@ class Settings(BaseSettings):
     def _providers(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except json.JSONDecodeError:
+                # Never echo the text: it holds the secrets.
+                raise ValueError(
+                    "AUTHGATE_WEBHOOKS is a JSON list of {url, secret, events?}"
+                ) from None
+        if not isinstance(value, list):
+            raise ValueError("AUTHGATE_WEBHOOKS is a JSON list of {url, secret, events?}")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_urls(
+        cls, value: list[WebhookEndpointConfig]
+    ) -> list[WebhookEndpointConfig]:
+        urls = [endpoint.url for endpoint in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("each webhook URL may appear once in AUTHGATE_WEBHOOKS")
         return value
 
     @field_validator("rate_limits", mode="before")
@@ -562,6 +675,12 @@ class Settings(BaseSettings):
                 )
         if self.checks_breaches and not self.hibp_url.lower().startswith("https://"):
             problems.append("AUTHGATE_HIBP_URL is not https (the breached-password check)")
+        for index, endpoint in enumerate(self.webhooks, start=1):
+            if not endpoint.url.lower().startswith("https://"):
+                # The host only: a URL may carry a credential in its path or query.
+                problems.append(
+                    f"AUTHGATE_WEBHOOKS: endpoint {index} ({endpoint.host}) is not https"
+                )
         short = [
             c.client_id
             for c in self.provider_token_clients

@@ -29,6 +29,7 @@ from authgate.core.security.jwt import AccessClaims
 from authgate.models import AuthSession, User
 from authgate.runtime import Runtime
 from authgate.sessions.access import PrincipalSnapshot
+from authgate.webhooks.service import WEBHOOKS_DIRTY
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,6 +85,8 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 def _notify(runtime: Runtime, session: AsyncSession) -> None:
     if session.info.pop("outbox_dirty", False) and runtime.dispatcher is not None:
         runtime.dispatcher.notify()
+    if session.info.pop(WEBHOOKS_DIRTY, False) and runtime.webhook_dispatcher is not None:
+        runtime.webhook_dispatcher.notify()
 
 
 DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -30,6 +30,8 @@ from authgate.sign_in_alerts.repository import SignInPairRepository
 from authgate.sign_in_alerts.service import KNOWN_FOR
 from authgate.users.emails import normalize_email
 from authgate.users.repository import UserRepository
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 async def create_admin(settings: Settings, email: str, password: str) -> None:
@@ -42,10 +44,21 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
         password = await passwords.validate(password, context=[address, address.split("@", 1)[0]])
         password_hash = await passwords.hash(password)
         users = UserRepository()
+        webhooks = (
+            WebhookService.from_settings(settings, EncryptionService(encryption_keys(settings)))
+            if settings.webhooks
+            else WebhookService.disabled()
+        )
         async with make_sessionmaker(engine)() as db, db.begin():
-            user = await users.by_email(db, address) or await users.create(db, email=address)
+            user = await users.by_email(db, address)
             if user is None:
-                raise RuntimeError(f"{address} was registered concurrently; run the command again")
+                user = await users.create(db, email=address)
+                if user is None:
+                    raise RuntimeError(
+                        f"{address} was registered concurrently; run the command again"
+                    )
+                created = user_data(user.id, user.email, email_verified=True, method="create-admin")
+                await webhooks.emit(db, WebhookEvent.user_created, created)
             await users.update(
                 db,
                 user,

@@ -39,6 +39,8 @@ from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 from authgate.users.takeover import AddressProven
 from authgate.verification.service import VerificationService
+from authgate.webhooks.dispatcher import WebhookDispatcher
+from authgate.webhooks.service import WebhookService
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Runtime:
     encryption: EncryptionService
     email: EmailService
     dispatcher: EmailDispatcher | None
+    webhooks: WebhookService
     audit: AuditService
     users_repo: UserRepository
     sessions: SessionService
@@ -72,6 +75,8 @@ class Runtime:
     housekeeper: Housekeeper
     #: The one client of the breached-password range API (None while the check is off).
     breach_http: httpx.AsyncClient | None = None
+    #: Delivers the webhook outbox where mail is delivered (None without endpoints).
+    webhook_dispatcher: WebhookDispatcher | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:
@@ -97,6 +102,7 @@ class Runtime:
         dispatcher = (
             EmailDispatcher(settings, maker, email, make_backend(settings)) if dispatch else None
         )
+        webhooks = WebhookService.from_settings(settings, encryption)
         audit = AuditService()
         throttle = LoginThrottle(settings, store, limiter=limiter, device_secret=secret_key)
         principals = PrincipalCache(settings.access_cache_ttl)
@@ -114,10 +120,16 @@ class Runtime:
             principals,
             action_tokens=action_tokens,
             users=users_repo,
+            webhooks=webhooks,
         )
         oauth_repository = OAuthRepository()
         address_proven = AddressProven(
-            users_repo, action_tokens, sessions, audit, identities=oauth_repository
+            users_repo,
+            action_tokens,
+            sessions,
+            audit,
+            identities=oauth_repository,
+            webhooks=webhooks,
         )
         verification = VerificationService(
             settings,
@@ -126,9 +138,15 @@ class Runtime:
             audit,
             users_repo,
             on_address_proven=address_proven,
+            webhooks=webhooks,
         )
         password_setter = PasswordSetter(
-            passwords, action_tokens, email, users_repo, connections=oauth_repository
+            passwords,
+            action_tokens,
+            email,
+            users_repo,
+            connections=oauth_repository,
+            webhooks=webhooks,
         )
         password_reset = PasswordResetService(
             settings,
@@ -149,6 +167,7 @@ class Runtime:
             email,
             audit,
             PasswordReconfirmation(passwords, throttle),
+            webhooks=webhooks,
         )
         mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
         auth = AuthService(
@@ -163,6 +182,7 @@ class Runtime:
             limiter,
             throttle,
             mfa_challenges,
+            webhooks=webhooks,
         )
         oauth = build_oauth(
             settings,
@@ -177,6 +197,7 @@ class Runtime:
             throttle=throttle,
             email=email,
             mfa=mfa_challenges,
+            webhooks=webhooks,
         )
         users = UserService(
             passwords,
@@ -188,6 +209,7 @@ class Runtime:
             limiter,
             throttle,
             provider_tokens=oauth.vault,
+            webhooks=webhooks,
         )
         return cls(
             settings=settings,
@@ -200,6 +222,7 @@ class Runtime:
             encryption=encryption,
             email=email,
             dispatcher=dispatcher,
+            webhooks=webhooks,
             audit=audit,
             users_repo=users_repo,
             sessions=sessions,
@@ -218,16 +241,29 @@ class Runtime:
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
             breach_http=breach_http,
+            webhook_dispatcher=(
+                WebhookDispatcher(settings, maker, webhooks) if webhooks.enabled else None
+            ),
         )
 
     async def start(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.start()
-            # Housekeeping runs where mail is delivered: `serve` with the dispatcher, or `worker`.
+            # Housekeeping and webhooks run where mail is delivered: `serve` with the
+            # dispatcher, or `worker`.
             await self.housekeeper.start()
+            await self.start_webhook_delivery()
+
+    async def start_webhook_delivery(self) -> None:
+        """Deliver the webhook outbox from this process (``serve`` with its dispatcher, or
+        ``authgate worker``); nothing without endpoints."""
+        if self.webhook_dispatcher is not None:
+            await self.webhook_dispatcher.start()
 
     async def close(self) -> None:
         await self.housekeeper.stop()
+        if self.webhook_dispatcher is not None:
+            await self.webhook_dispatcher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.passwords.close()

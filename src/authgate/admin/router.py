@@ -31,6 +31,7 @@ async def get_admin_service(runtime: RuntimeDep) -> AdminService:
         runtime.users_repo,
         runtime.mfa,
         provider_tokens=runtime.provider_tokens,
+        webhooks=runtime.webhooks,
     )
 
 

@@ -25,6 +25,8 @@ from authgate.models import AuditEvent, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import ProviderTokenRevoker
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 #: What a listing pages through (ordered by ``(created_at, id)``).
 R = TypeVar("R", User, AuditEvent)
@@ -66,8 +68,10 @@ class AdminService:
         mfa: MfaService,
         repository: AdminRepository | None = None,
         provider_tokens: ProviderTokenRevoker | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self._mfa = mfa
+        self._webhooks = webhooks or WebhookService.disabled()
         self._provider_tokens = provider_tokens
         self._sessions = sessions
         self._audit = audit
@@ -140,6 +144,13 @@ class AdminService:
         if not changed:
             return (await self._views(db, [user]))[0]
         await self._users.update(db, user, **{name: requested[name] for name in changed})
+        await self._webhooks.emit(
+            db, WebhookEvent.user_updated, user_data(user.id, changes=changed)
+        )
+        if "email_verified" in changed and user.email_verified:
+            await self._webhooks.emit(
+                db, WebhookEvent.user_verified, user_data(user.id, user.email, reason="admin")
+            )
         detail: dict[str, Any] = {"by_admin": True, "admin_id": str(admin.id), "fields": changed}
         if "is_active" in changed and not user.is_active:
             ended = await self._sessions.end_all(db, user, reason="deactivated_by_admin")
@@ -193,4 +204,6 @@ class AdminService:
         )
         # Flush the pending session/user changes before the bulk DELETE removes the row.
         await db.flush()
+        deleted = user_data(user.id, user.email, reason="deleted_by_admin")
         await self._users.delete(db, user)
+        await self._webhooks.emit(db, WebhookEvent.user_deleted, deleted)

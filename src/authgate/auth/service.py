@@ -47,6 +47,8 @@ from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email, try_normalize_email
 from authgate.users.repository import UserRepository
 from authgate.verification.service import Registration, VerificationService
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 logger = logging.getLogger("authgate.auth")
 
@@ -89,7 +91,10 @@ class AuthService:
         limiter: RateLimiter,
         throttle: LoginThrottle,
         mfa: MfaChallenges,
+        *,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._mfa = mfa
         self._limiter = limiter
@@ -146,6 +151,9 @@ class AuthService:
         user = await self._users.create(db, email=address, name=name, password_hash=password_hash)
         if user is None:
             return await self._users.by_email(db, address)
+        await self._webhooks.emit(
+            db, WebhookEvent.user_created, user_data(user.id, user.email, email_verified=False)
+        )
         await self._verification.send_verification(db, user)
         return None
 

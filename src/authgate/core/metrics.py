@@ -25,6 +25,27 @@ EMAIL_DEAD = Counter(
     "authgate_email_dead_total", "Emails moved to the dead-letter state", ["backend"]
 )
 
+# Webhooks, per endpoint: ``endpoint`` is the endpoint's short name (host#key), never its secret.
+WEBHOOK_QUEUED = Counter(
+    "authgate_webhook_queued_total", "Webhook events written to the outbox", ["endpoint"]
+)
+WEBHOOK_DELIVERED = Counter(
+    "authgate_webhook_delivered_total", "Webhook events delivered (a 2xx answer)", ["endpoint"]
+)
+WEBHOOK_FAILED = Counter(
+    "authgate_webhook_failed_attempts_total",
+    "Webhook delivery attempts that failed (non-2xx, timeout, connection error)",
+    ["endpoint"],
+)
+WEBHOOK_DEAD = Counter(
+    "authgate_webhook_dead_total", "Webhook events given up after 24 hours", ["endpoint"]
+)
+WEBHOOK_OLDEST_AGE = Gauge(
+    "authgate_webhook_oldest_undelivered_age_seconds",
+    "Age of the oldest event not yet delivered (0 when none is waiting)",
+    ["endpoint"],
+)
+
 LOGINS = Counter("authgate_logins_total", "Login attempts by outcome", ["outcome"])
 REFRESHES = Counter("authgate_refreshes_total", "Refresh attempts by outcome", ["outcome"])
 TOKEN_REUSE = Counter(

@@ -31,6 +31,8 @@ from authgate.mfa.repository import MfaRepository, MfaSummary
 from authgate.models import AuthSession, User
 from authgate.sessions.service import SessionService
 from authgate.users.reconfirm import PasswordReconfirmation
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,10 @@ class MfaService:
         audit: AuditService,
         reconfirm: PasswordReconfirmation,
         repository: MfaRepository | None = None,
+        *,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._factors = factors
         self._sessions = sessions
@@ -123,6 +128,7 @@ class MfaService:
         codes = await self._factors.new_recovery_codes(db, user.id, now)
         ended = await self._sessions.end_others(db, user, session.id, reason="mfa_enabled")
         await self._notify(db, user, EmailTemplate.mfa_enabled)
+        await self._webhooks.emit(db, WebhookEvent.mfa_enabled, user_data(user.id, method="totp"))
         self._audit.record(
             db,
             AuditType.mfa_enabled,
@@ -147,6 +153,9 @@ class MfaService:
         await self._confirm_with_code(db, user, session, password, code, client)
         await self._remove(db, user.id)
         await self._notify(db, user, EmailTemplate.mfa_disabled, by_admin=False)
+        await self._webhooks.emit(
+            db, WebhookEvent.mfa_disabled, user_data(user.id, method="totp", by="user")
+        )
         self._audit.record(
             db, AuditType.mfa_disabled, user_id=user.id, session_id=session.id, client=client
         )
@@ -187,6 +196,9 @@ class MfaService:
         was_on = await self._remove(db, user.id)
         if was_on:
             await self._notify(db, user, EmailTemplate.mfa_disabled, by_admin=True)
+            await self._webhooks.emit(
+                db, WebhookEvent.mfa_disabled, user_data(user.id, method="totp", by=by)
+            )
         detail: dict[str, object] = {"by": by, "was_on": was_on}
         if admin_id is not None:
             detail["admin_id"] = str(admin_id)

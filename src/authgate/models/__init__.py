@@ -14,6 +14,7 @@ from authgate.models.refresh_token import RefreshToken
 from authgate.models.sign_in_pair import SignInPair
 from authgate.models.totp_secret import TotpSecret
 from authgate.models.user import User
+from authgate.models.webhook_outbox import WebhookOutbox, WebhookStatus
 
 __all__ = [
     "ActionKind",
@@ -32,4 +33,6 @@ __all__ = [
     "SignInPair",
     "TotpSecret",
     "User",
+    "WebhookOutbox",
+    "WebhookStatus",
 ]

@@ -19,6 +19,7 @@ from authgate.oauth.service import OAuthService
 from authgate.oauth.vault import ProviderTokenVault
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
+from authgate.webhooks.service import WebhookService
 
 __all__ = ["OAuthService", "ProviderRegistry", "ProviderTokenVault", "build_oauth"]
 
@@ -37,6 +38,7 @@ def build_oauth(
     throttle: LoginThrottle,
     email: EmailService,
     mfa: MfaChallenges,
+    webhooks: WebhookService | None = None,
 ) -> OAuthService:
     """The OAuth service and its collaborators (called by ``Runtime.build``).
 
@@ -55,4 +57,5 @@ def build_oauth(
         users,
         LinkGuard(passwords, throttle, email),
         mfa,
+        webhooks=webhooks,
     )

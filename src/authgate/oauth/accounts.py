@@ -41,6 +41,8 @@ from authgate.oauth.proof import proves_owner
 from authgate.oauth.providers import ProviderProfile
 from authgate.oauth.repository import OAuthRepository
 from authgate.users.repository import UserRepository
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 class AccountLinker:
@@ -50,7 +52,9 @@ class AccountLinker:
         audit: AuditService,
         users: UserRepository,
         repository: OAuthRepository,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._audit = audit
         self._users = users
@@ -96,6 +100,11 @@ class AccountLinker:
         identity = self._new_identity(user.id, provider, profile, email)
         db.add(identity)
         await db.flush()
+        await self._webhooks.emit(
+            db,
+            WebhookEvent.user_created,
+            user_data(user.id, user.email, email_verified=True, method=f"oauth:{provider}"),
+        )
         self._audit.record(
             db,
             AuditType.register,
@@ -167,7 +176,9 @@ class AccountLinker:
             client=client,
             detail={"reason": "unverified_account_replaced_by_oauth", "provider": provider},
         )
+        deleted = user_data(user.id, user.email, reason="unverified_account_replaced_by_oauth")
         await self._users.delete(db, user)
+        await self._webhooks.emit(db, WebhookEvent.user_deleted, deleted)
         db.expunge(user)
 
     def _new_identity(

@@ -76,6 +76,7 @@ from authgate.oauth.vault import ProviderTokenVault
 from authgate.sessions.service import SessionService
 from authgate.users.emails import try_normalize_email
 from authgate.users.repository import UserRepository
+from authgate.webhooks.service import WebhookService
 
 logger = logging.getLogger("authgate.oauth")
 
@@ -112,6 +113,7 @@ class OAuthService:
         link_guard: LinkGuard,
         mfa: MfaChallenges,
         repository: OAuthRepository | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self._mfa = mfa
         self._settings = settings
@@ -125,7 +127,7 @@ class OAuthService:
         self._users = users
         self._repo = repository or OAuthRepository()
         self._id_tokens = IdTokenValidator(providers, settings.jwt_leeway)
-        self._accounts = AccountLinker(settings, audit, users, self._repo)
+        self._accounts = AccountLinker(settings, audit, users, self._repo, webhooks)
         self._link_guard = link_guard
         self.cookies = CookiePolicy.of(settings)
 

@@ -46,6 +46,8 @@ from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, Verified
 from authgate.sessions.repository import SessionRepository, SessionView, split_amr
 from authgate.sign_in_alerts.service import SignInAlerts
 from authgate.users.repository import UserRepository
+from authgate.webhooks import WebhookEvent, session_data
+from authgate.webhooks.service import WebhookService
 
 logger = logging.getLogger("authgate.sessions")
 
@@ -104,7 +106,9 @@ class SessionService:
         *,
         action_tokens: ActionTokenService,
         users: UserRepository,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._action_tokens = action_tokens
         self._store = store
@@ -182,6 +186,9 @@ class SessionService:
             user_agent=client.user_agent,
         )
         await self._alerts.signed_in(db, user, client, session_id, now, alert=alert)
+        await self._webhooks.emit(
+            db, WebhookEvent.session_created, session_data(user.id, session_id, method=method)
+        )
         return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at, amr)
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
@@ -290,6 +297,11 @@ class SessionService:
             # Concurrent replays race here: only the one whose UPDATE revoked the session reports
             # the incident, so it is audited and mailed once.
             return False
+        await self._webhooks.emit(
+            db,
+            WebhookEvent.session_revoked,
+            session_data(user_id, session_id, reason="reuse_detected"),
+        )
         self._audit.record(
             db,
             AuditType.refresh_reuse_detected,
@@ -386,6 +398,11 @@ class SessionService:
         revoked = await self._repo.revoke_session(db, session_id, utc_now(), reason)
         await self._deny_sessions([session_id])
         if revoked:
+            await self._webhooks.emit(
+                db,
+                WebhookEvent.session_revoked,
+                session_data(session.user_id, session_id, reason=reason),
+            )
             self._audit.record(
                 db, audit, user_id=session.user_id, session_id=session_id, client=client
             )
@@ -412,6 +429,11 @@ class SessionService:
         await self._users.update(db, user, tokens_valid_after=now)
         await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason)
+        await self._webhooks.emit_many(
+            db,
+            WebhookEvent.session_revoked,
+            [session_data(user.id, sid, reason=reason) for sid in ids],
+        )
         await self._deny_sessions(ids)
         return ids
 
@@ -424,6 +446,11 @@ class SessionService:
         now = utc_now()
         await self._action_tokens.supersede(db, ActionKind.change_email, user.id, now)
         ids = await self._repo.revoke_user_sessions(db, user.id, now, reason, keep=current)
+        await self._webhooks.emit_many(
+            db,
+            WebhookEvent.session_revoked,
+            [session_data(user.id, sid, reason=reason) for sid in ids],
+        )
         await self._deny_sessions(ids)
         return ids
 

@@ -19,6 +19,8 @@ from authgate.core.security.passwords import PasswordService
 from authgate.core.time import utc_now
 from authgate.models import ActionKind, OAuthIdentity, User
 from authgate.users.repository import UserRepository
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 class ConnectionLister(Protocol):
@@ -42,7 +44,9 @@ class PasswordSetter:
         email: EmailService,
         users: UserRepository,
         connections: ConnectionLister | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._passwords = passwords
         self._tokens = tokens
         self._email = email
@@ -63,6 +67,7 @@ class PasswordSetter:
             password_changed_at=utc_now(),
         )
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
+        await self._webhooks.emit(db, WebhookEvent.user_password_changed, user_data(user.id))
         await self._email.enqueue(
             db,
             to=user.email,

@@ -21,6 +21,8 @@ from authgate.users.passwords import PasswordSetter
 from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.users.repository import UserRepository
 from authgate.verification.service import VerificationService
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 class ProviderTokenRevoker(Protocol):
@@ -43,7 +45,9 @@ class UserService:
         limiter: RateLimiter,
         throttle: LoginThrottle,
         provider_tokens: ProviderTokenRevoker | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._provider_tokens = provider_tokens
         self._limiter = limiter
         self._reconfirm = PasswordReconfirmation(passwords, throttle)
@@ -58,7 +62,12 @@ class UserService:
         await self._reconfirm.confirm(user, password, client)
 
     async def update_profile(self, db: AsyncSession, user: User, name: str | None) -> User:
+        renamed = name != user.name
         await self._users.update(db, user, name=name)
+        if renamed:
+            await self._webhooks.emit(
+                db, WebhookEvent.user_updated, user_data(user.id, changes=["name"])
+            )
         return user
 
     async def change_password(
@@ -129,4 +138,6 @@ class UserService:
         await self._sessions.end_all(db, user, reason="account_deleted")
         if self._provider_tokens is not None:
             await self._provider_tokens.revoke_all(db, user.id, client)
+        deleted = user_data(user.id, user.email, reason="deleted_by_user")
         await self._users.delete(db, user)
+        await self._webhooks.emit(db, WebhookEvent.user_deleted, deleted)

@@ -20,6 +20,8 @@ from authgate.audit import AuditService, AuditType
 from authgate.models import ActionKind, User
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserChanges, UserRepository
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 #: The verification links of an address (a first sign-up's, a later sign-up's).
 VERIFY_KINDS = (ActionKind.verify_email, ActionKind.verify_registration)
@@ -44,7 +46,9 @@ class AddressProven:
         sessions: SessionService,
         audit: AuditService,
         identities: IdentityPruner | None,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._users = users
         self._tokens = tokens
         self._sessions = sessions
@@ -58,6 +62,9 @@ class AddressProven:
         other verification link stops working, every session ends, unproven identities go."""
         verified: UserChanges = {**(changes or {}), "email_verified": True}
         await self._users.update(db, user, **verified)
+        await self._webhooks.emit(
+            db, WebhookEvent.user_verified, user_data(user.id, user.email, reason=reason)
+        )
         for kind in VERIFY_KINDS:
             await self._tokens.supersede(db, kind, user.id)
         await self._sessions.end_all(db, user, reason=reason)

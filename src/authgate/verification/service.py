@@ -31,6 +31,8 @@ from authgate.core.time import utc_now
 from authgate.models import ActionKind, User
 from authgate.users.repository import UserChanges, UserRepository
 from authgate.users.takeover import VERIFY_KINDS, AddressProven
+from authgate.webhooks import WebhookEvent, user_data
+from authgate.webhooks.service import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,9 @@ class VerificationService:
         users: UserRepository,
         *,
         on_address_proven: AddressProven,
+        webhooks: WebhookService | None = None,
     ) -> None:
+        self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._proven = on_address_proven
         self._tokens = tokens
@@ -240,6 +244,9 @@ class VerificationService:
         # address that has not committed yet; the repository's unique index can.
         if not await self._users.change_email(db, user, new_email):
             await self._burn_email_change_link(db, token)
+        await self._webhooks.emit(
+            db, WebhookEvent.user_updated, user_data(user.id, new_email, changes=["email"])
+        )
         # Reset links went to the old address; they must not outlive the change.
         await self._tokens.supersede(db, ActionKind.reset_password, user.id)
         # The old address hears that it no longer controls the account.
