@@ -426,7 +426,7 @@ authgate webhooks test https://api.example.com/hooks/authgate
         "list dead events, newest first (JSON lines)",
         "authgate webhooks dead --limit 20",
     )
-    hooks_dead.add_argument("--limit", type=int, default=100)
+    hooks_dead.add_argument("--limit", type=int, default=100, help="at most this many (100)")
     hooks_retry = _command(
         hooks_sub,
         "retry",

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def section() -> str:
     text = (ROOT / "docs" / "api.md").read_text()
-    return text.split("### 3.10 Webhooks", 1)[1].split("\n## ", 1)[0]
+    return text.split("### 3.11 Webhooks", 1)[1].split("\n## ", 1)[0]
 
 
 def test_every_event_is_documented() -> None:
