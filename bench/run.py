@@ -543,7 +543,7 @@ def verdicts(derived: dict[str, Any]) -> list[dict[str, Any]]:
 
 def print_table(report: dict[str, Any]) -> None:
     head = (
-        f"{'scenario':<12} {'conn':>4} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} "
+        f"{'scenario':<14} {'conn':>4} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} "
         f"{'sockerr':>7} {'cpu %':>6} {'cpu ms/req':>10} {'rss MB':>7} {'host %':>6}"
     )
     print()
@@ -555,7 +555,7 @@ def print_table(report: dict[str, Any]) -> None:
     print("-" * len(head))
     for row in report["scenarios"].values():
         print(
-            f"{row['scenario']:<12} {row['connections']:>4} {row['rps']:>9.1f} "
+            f"{row['scenario']:<14} {row['connections']:>4} {row['rps']:>9.1f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non_2xx']:>7} "
             f"{row['socket_errors']:>7} {row['server_cpu_pct']:>6.0f} "
             f"{row['server_cpu_ms_per_request']:>10.3f} {row['server_rss_mb']:>7.1f} "

@@ -29,4 +29,39 @@ function common.quote(value)
   return '"' .. value:gsub('[%c"\\]', "") .. '"'
 end
 
+-- A FIFO of refresh tokens for one thread, filled with this thread's share of the lines of
+-- $BENCH_TOKENS_FILE (dealt round robin over $BENCH_WRK_THREADS threads). Used by the refresh
+-- scenarios, whose answers put each successor token back.
+function common.token_queue()
+  local queue, head, tail = {}, 1, 0
+  local q = {}
+  function q.push(token)
+    tail = tail + 1
+    queue[tail] = token
+  end
+  function q.pop()
+    if head > tail then
+      return nil
+    end
+    local token = queue[head]
+    queue[head] = nil
+    head = head + 1
+    return token
+  end
+  function q.load()
+    local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
+    local me = tid or 0
+    local index = 0
+    for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
+      if line ~= "" then
+        if index % threads == me then
+          q.push(line)
+        end
+        index = index + 1
+      end
+    end
+  end
+  return q
+end
+
 return common

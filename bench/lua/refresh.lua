@@ -11,40 +11,14 @@ local common = dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
-local queue = {}
-local head, tail = 1, 0
-
-local function push(token)
-  tail = tail + 1
-  queue[tail] = token
-end
-
-local function pop()
-  if head > tail then
-    return nil
-  end
-  local token = queue[head]
-  queue[head] = nil
-  head = head + 1
-  return token
-end
+local tokens = common.token_queue()
 
 function init(args)
-  local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
-  local me = tid or 0
-  local index = 0
-  for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
-    if line ~= "" then
-      if index % threads == me then
-        push(line)
-      end
-      index = index + 1
-    end
-  end
+  tokens.load()
 end
 
 function request()
-  local token = pop() or "agr_exhausted"
+  local token = tokens.pop() or "agr_exhausted"
   return wrk.format(nil, nil, nil, "{\"refresh_token\": " .. common.quote(token) .. "}")
 end
 
@@ -52,7 +26,7 @@ function response(status, headers, body)
   if status == 200 then
     local token = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
     if token then
-      push(token)
+      tokens.push(token)
     end
   end
 end

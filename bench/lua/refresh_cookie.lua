@@ -7,40 +7,14 @@ local common = dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 wrk.method = "POST"
 local origin = os.getenv("BENCH_ORIGIN")
 
-local queue = {}
-local head, tail = 1, 0
-
-local function push(token)
-  tail = tail + 1
-  queue[tail] = token
-end
-
-local function pop()
-  if head > tail then
-    return nil
-  end
-  local token = queue[head]
-  queue[head] = nil
-  head = head + 1
-  return token
-end
+local tokens = common.token_queue()
 
 function init(args)
-  local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
-  local me = tid or 0
-  local index = 0
-  for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
-    if line ~= "" then
-      if index % threads == me then
-        push(line)
-      end
-      index = index + 1
-    end
-  end
+  tokens.load()
 end
 
 function request()
-  local token = pop() or "agr_exhausted"
+  local token = tokens.pop() or "agr_exhausted"
   -- wrk.format uses these headers instead of wrk.headers, not in addition to them.
   local headers = {
     ["Content-Type"] = "application/json",
@@ -56,7 +30,7 @@ function response(status, headers, body)
       if string.lower(name) == "set-cookie" then
         local token = string.match(value, "authgate_refresh=([^;]+)")
         if token then
-          push(token)
+          tokens.push(token)
         end
       end
     end
