@@ -7,7 +7,7 @@ throwaway PostgreSQL), drives them with wrk and prints one table plus
 
 Environment: ``BENCH_DB`` (sqlite|postgres), ``BENCH_DURATION`` (seconds per scenario, 8),
 ``BENCH_WRK_THREADS`` (1), ``BENCH_CONNECTIONS`` (32), ``BENCH_STORM_CONNECTIONS`` (64),
-``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20).
+``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_WEBHOOK_ENDPOINTS`` (0), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20).
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ class Config:
     probe_rate: float = field(
         default_factory=lambda: float(os.environ.get("BENCH_PROBE_RATE", "20"))
     )
+    #: Webhook endpoints configured on the server (a local receiver answering 204): every
+    #: change then writes one outbox row per endpoint and the process delivers them.
+    webhook_endpoints: int = field(default_factory=lambda: env_int("BENCH_WEBHOOK_ENDPOINTS", 0))
+    #: Extra AUTHGATE_* variables of the authgate process (set by the run, e.g. AUTHGATE_WEBHOOKS).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 # -- wrk -------------------------------------------------------------------------------------------
@@ -202,8 +207,11 @@ def authgate_overrides() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("AUTHGATE_")}
 
 
-def authgate_env(tmp: Path, database_url: str, port: int) -> dict[str, str]:
+def authgate_env(
+    tmp: Path, database_url: str, port: int, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(extra or {})
     env.update(
         AUTHGATE_ENV="development",
         AUTHGATE_DATABASE_URL=database_url,
@@ -561,6 +569,11 @@ def print_table(report: dict[str, Any]) -> None:
             f"{row['server_cpu_ms_per_request']:>10.3f} {row['server_rss_mb']:>7.1f} "
             f"{row['machine_busy_pct']:>6.0f}"
         )
+    if report.get("webhook_endpoints"):
+        print(
+            f"webhooks: {report['webhook_endpoints']} endpoints, "
+            f"{report['webhook_deliveries']} deliveries received during the run"
+        )
     for name, probe in report["health_probe"].items():
         print(
             f"health probe ({name}): p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms, "
@@ -616,7 +629,7 @@ def settle(server: Server, timeout: float = 8.0) -> None:
 
 def start_servers(cfg: Config, tmp: Path, database_url: str, servers: list[Server]) -> None:
     port, bare_port = free_port(), free_port()
-    env = authgate_env(tmp, database_url, port)
+    env = authgate_env(tmp, database_url, port, cfg.extra_env)
     migrate = [sys.executable, "-m", "authgate", "migrate"]
     subprocess.run(migrate, env=env, cwd=tmp, check=True, capture_output=True)
     flags = ["--host", "127.0.0.1", "--workers", "1", "--port"]
@@ -626,8 +639,54 @@ def start_servers(cfg: Config, tmp: Path, database_url: str, servers: list[Serve
     servers.append(start_server("bare", bare, env, bare_port, tmp))
 
 
+class WebhookReceiver:
+    """The bench's webhook endpoints: a threaded HTTP server on loopback answering 204 to every
+    POST (it does not verify signatures: that is the tests' job) and counting them."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    receiver.received += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.lock = threading.Lock()
+        self.received = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def settings(self, endpoints: int) -> str:
+        import base64
+
+        port = self.server.server_address[1]
+        secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        return json.dumps(
+            [
+                {"url": f"http://127.0.0.1:{port}/hook/{n}", "secret": secret}
+                for n in range(endpoints)
+            ]
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, Any]:
     servers: list[Server] = []
+    receiver = WebhookReceiver() if cfg.webhook_endpoints else None
+    if receiver is not None:
+        cfg.extra_env["AUTHGATE_WEBHOOKS"] = receiver.settings(cfg.webhook_endpoints)
     try:
         start_servers(cfg, tmp, database_url, servers)
         app, bare = servers
@@ -693,7 +752,7 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
             settle(server)
             if scenario.name == "mfa_verify":
                 # One user per request (a code counts once per account); codes live 30-60 s.
-                env = authgate_env(tmp, database_url, app.port)
+                env = authgate_env(tmp, database_url, app.port, cfg.extra_env)
                 pairs_mfa = asyncio.run(seed.mfa_challenges(env, cfg.mfa_challenges))
                 mfa_file.write_text("".join(f"{t} {code}\n" for t, code in pairs_mfa))
                 settle(server)
@@ -727,6 +786,8 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
     finally:
         for server in reversed(servers):
             stop(server.process)
+        if receiver is not None:
+            receiver.close()
         RESULTS.mkdir(parents=True, exist_ok=True)
         for server in servers:
             kept = RESULTS / f"{server.name}-{cfg.db}.log"
@@ -745,6 +806,8 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
             "login_storm": storm_probe,
         },
         "rss_idle_mb": round(rss_idle, 1),
+        "webhook_endpoints": cfg.webhook_endpoints,
+        "webhook_deliveries": receiver.received if receiver is not None else 0,
         "derived": derived,
         "targets": verdicts(derived),
         "profile_users_me": profile,
