@@ -153,7 +153,7 @@ class Runtime:
             PasswordReconfirmation(passwords, throttle),
         )
         mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
-        passkeys = PasskeyService(settings, opaque, audit, users_repo)
+        passkeys = PasskeyService(settings, opaque, audit, users_repo, email)
         auth = AuthService(
             settings,
             passwords,

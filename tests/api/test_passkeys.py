@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from authgate.models import AuditEvent
 from authgate.runtime import Runtime
-from tests.support.api import API, amr_of, assert_problem, me
+from tests.support.api import API, amr_of, assert_problem, mail_with_subject, me
 from tests.support.cookies import refresh_cookie
 from tests.support.db import audit_count, row_count
 from tests.support.factories import Factory
+from tests.support.mail import SmtpSink
 from tests.support.passkeys import (
     SoftAuthenticator,
     creation_options,
@@ -77,6 +78,15 @@ async def test_register_then_sign_in_without_a_password(
         f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]}
     )
     assert amr_of(refreshed.json()["access_token"]) == ["swk", "user", "mfa"]
+
+
+async def test_the_owner_is_mailed_when_a_passkey_is_added(
+    factory: Factory, client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    account = await factory.account()
+    await register(client, account.access_token, SoftAuthenticator(), "Laptop")
+    mail = await mail_with_subject(smtp_sink, account.email, "passkey was added")
+    assert "Laptop" in mail.text
 
 
 async def test_a_passkey_sign_in_skips_totp(factory: Factory, client: httpx.AsyncClient) -> None:

@@ -49,6 +49,7 @@ from webauthn.helpers.structs import (
 from authgate.audit import AuditService, AuditType
 from authgate.config import Settings
 from authgate.core.db import security_write
+from authgate.core.email import EmailService, EmailTemplate
 from authgate.core.errors import Conflict, InvalidCredential, InvalidCredentials, NotFound
 from authgate.core.http import ClientInfo
 from authgate.core.security.opaque import OpaqueTokens, TokenKind
@@ -93,8 +94,10 @@ class PasskeyService:
         opaque: OpaqueTokens,
         audit: AuditService,
         users: UserRepository,
+        email: EmailService,
         repository: PasskeyRepository | None = None,
     ) -> None:
+        self._email = email
         self._rp_id = settings.webauthn_rp
         self._rp_name = settings.webauthn_rp_name
         self._origins = settings.webauthn_origin_allowlist
@@ -191,6 +194,15 @@ class PasskeyService:
             user_id=user.id,
             client=client,
             detail={"passkey_id": str(passkey.id)},
+        )
+        # A passkey signs in alone: whoever held a session (a stolen access token) could keep a
+        # way in by adding one, so the owner is told at once, like for a provider link.
+        await self._email.enqueue(
+            db,
+            to=user.email,
+            template=EmailTemplate.passkey_added,
+            context={"name": user.name, "passkey_name": passkey.name},
+            user_id=user.id,
         )
         return passkey
 
