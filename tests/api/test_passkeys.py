@@ -229,6 +229,11 @@ async def test_registration_refuses_every_broken_check(
     again = await submit(client, account.access_token, credential)
     assert_problem(again, 400, "invalid_credential")
 
+    # A credential id longer than WebAuthn allows.
+    options = await creation_options(client, account.access_token)
+    long_id = authenticator.create(options, credential_id=b"x" * 1024)
+    assert_problem(await submit(client, account.access_token, long_id), 400, "invalid_credential")
+
     # Not a credential at all.
     await creation_options(client, account.access_token)
     response = await submit(client, account.access_token, {"id": "x"})

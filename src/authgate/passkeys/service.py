@@ -73,6 +73,9 @@ logger = logging.getLogger("authgate.passkeys")
 #: multi-factor (NIST SP 800-63B), which is why it skips TOTP.
 PASSKEY_AMR: tuple[str, ...] = ("swk", "user", "mfa")
 
+#: WebAuthn's bound on a credential id (credentialIdLength, L3 §6.5.1).
+MAX_CREDENTIAL_ID_BYTES = 1023
+
 #: The name of a passkey registered without one.
 DEFAULT_NAME = "Passkey"
 
@@ -168,6 +171,9 @@ class PasskeyService:
             logger.info("passkeys.register.refused", extra={"reason": type(exc).__name__})
             await security_write(db, partial(self._burn, spent.id))
             raise InvalidCredential() from None
+        if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+            await security_write(db, partial(self._burn, spent.id))
+            raise InvalidCredential("The credential id is longer than WebAuthn allows.")
         transports = _transports(credential)
         passkey = await self._repo.create(
             db,
