@@ -249,6 +249,7 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
             "oauth_states": 1,
             "mfa_challenges": 1,
             "sign_in_pairs": 1,
+            "webauthn_challenges": 0,
         }
 
         async with runtime.sessionmaker() as db:
@@ -278,6 +279,7 @@ async def test_purge_expired_deletes_exactly_what_can_never_be_used_again(cli: C
             "oauth_states": 0,
             "mfa_challenges": 0,
             "sign_in_pairs": 0,
+            "webauthn_challenges": 0,
         }
     finally:
         await runtime.close()

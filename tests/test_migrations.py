@@ -143,6 +143,45 @@ async def test_mfa_migration_adds_and_drops_its_tables(tmp_path: Path) -> None:
         await engine.dispose()
 
 
+async def test_passkeys_migration_adds_and_drops_its_tables(tmp_path: Path) -> None:
+    """0010_passkeys: passkeys and WebAuthn challenges, their rows going with their user."""
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'pk.db'}")
+    passkey_tables = {"passkeys", "webauthn_challenges"}
+
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    def cascading(connection: Connection) -> set[str]:
+        return {
+            table
+            for table in passkey_tables
+            for fk in inspect(connection).get_foreign_keys(table)
+            if fk["referred_table"] == "users" and fk["options"].get("ondelete") == "CASCADE"
+        }
+
+    def unique_credential_id(connection: Connection) -> bool:
+        return any(
+            constraint["column_names"] == ["credential_id"]
+            for constraint in inspect(connection).get_unique_constraints("passkeys")
+        )
+
+    await upgrade_async(settings)
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            assert passkey_tables <= await connection.run_sync(tables)
+            assert await connection.run_sync(cascading) == passkey_tables
+            assert await connection.run_sync(unique_credential_id)
+        await _run(settings, "downgrade", "0008")
+        async with engine.connect() as connection:
+            assert not passkey_tables & await connection.run_sync(tables)
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            assert passkey_tables <= await connection.run_sync(tables)
+    finally:
+        await engine.dispose()
+
+
 async def _fresh_database(
     db_backend: str, request: pytest.FixtureRequest, tmp_path: Path, name: str
 ) -> Settings:

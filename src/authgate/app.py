@@ -21,6 +21,7 @@ from authgate.core.middleware import HardeningMiddleware
 from authgate.mfa.router import router as mfa_router
 from authgate.oauth.router import router as oauth_router
 from authgate.ops.router import SWAGGER_ASSETS, ops, well_known
+from authgate.passkeys.router import router as passkeys_router
 from authgate.runtime import Runtime
 from authgate.sessions.router import router as sessions_router
 from authgate.users.router import router as users_router
@@ -55,7 +56,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # Included one level deep (not through an "/api/v1" router): each level of nesting is
     # walked again to match every request.
-    features = (auth_router, users_router, mfa_router, sessions_router, oauth_router, admin_router)
+    features = (
+        auth_router,
+        users_router,
+        mfa_router,
+        passkeys_router,
+        sessions_router,
+        oauth_router,
+        admin_router,
+    )
     for feature in features:
         app.include_router(feature, prefix=API_PREFIX)
     app.include_router(well_known)

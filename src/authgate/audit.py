@@ -48,6 +48,10 @@ class AuditType(StrEnum):
     mfa_recovery_codes_regenerated = "mfa_recovery_codes_regenerated"
     #: A right first factor of an account with TOTP on: an ``agm_`` token instead of tokens.
     mfa_required = "mfa_required"
+    passkey_added = "passkey_added"
+    passkey_removed = "passkey_removed"
+    #: An admin removed every passkey of a user (``DELETE /admin/users/{id}/passkeys``).
+    passkeys_removed_by_admin = "passkeys_removed_by_admin"
 
 
 _INSERT = insert(AuditEvent)

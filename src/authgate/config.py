@@ -285,6 +285,18 @@ class Settings(BaseSettings):
     totp_issuer: str = Field(
         default="authgate", min_length=1, max_length=64, pattern=r"^[^:\x00-\x1f\x7f]+$"
     )
+    #: The WebAuthn Relying Party ID passkeys are bound to: the SPA's host or a registrable
+    #: suffix of it; unset: the host of ``FRONTEND_URL``. Changing it orphans every passkey.
+    webauthn_rp_id: str | None = Field(default=None, min_length=1, max_length=253)
+    #: The name an authenticator shows for this service when a passkey is made.
+    webauthn_rp_name: str = Field(
+        default="authgate", min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    #: Exact origins a WebAuthn ceremony may come from (the page's origin, as the browser
+    #: reports it in ``clientDataJSON``); unset: ``[FRONTEND_URL]``.
+    webauthn_origins: Annotated[list[str] | None, NoDecode] = None
+    #: Seconds a WebAuthn challenge (passkey registration or sign-in) may be answered.
+    webauthn_challenge_ttl: int = Field(default=300, ge=1)
 
     #: Name of the HttpOnly cookie that carries the refresh token of a browser session
     #: (``refresh_token_transport: "cookie"``, docs/api.md §3.9). Its ``Path`` is always
@@ -434,6 +446,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "trusted_proxies",
         "introspection_clients",
+        "webauthn_origins",
         mode="before",
     )
     @classmethod
@@ -587,6 +600,17 @@ class Settings(BaseSettings):
     @property
     def cors_allowlist(self) -> list[str]:
         return self.cors_origins if self.cors_origins is not None else [self.frontend_url]
+
+    @property
+    def webauthn_rp(self) -> str:
+        """The effective Relying Party ID (``webauthn_rp_id``, else the front end's host)."""
+        if self.webauthn_rp_id:
+            return self.webauthn_rp_id
+        return urlsplit(self.frontend_url).hostname or "localhost"
+
+    @property
+    def webauthn_origin_allowlist(self) -> list[str]:
+        return self.webauthn_origins if self.webauthn_origins is not None else [self.frontend_url]
 
     @property
     def effective_rate_limits(self) -> dict[Limit, str]:

@@ -25,6 +25,7 @@ from authgate.core.security.secrets import encryption_keys
 from authgate.core.time import utc_now
 from authgate.mfa.repository import MfaRepository
 from authgate.oauth.repository import OAuthRepository
+from authgate.passkeys.repository import PasskeyRepository
 from authgate.sessions.repository import SessionRepository
 from authgate.sign_in_alerts.repository import SignInPairRepository
 from authgate.sign_in_alerts.service import KNOWN_FOR
@@ -77,7 +78,7 @@ async def create_admin(settings: Settings, email: str, password: str) -> None:
 
 async def purge_expired(settings: Settings) -> dict[str, int]:
     """Delete what can never be used again: expired or spent one-time tokens, ended sessions,
-    expired pending OAuth sign-ins and MFA challenges, and the sign-in pairs the new-sign-in
+    expired pending OAuth sign-ins, MFA and WebAuthn challenges, and the sign-in pairs the new-sign-in
     alert no longer counts as familiar."""
     engine = make_engine(settings)
     now = utc_now()
@@ -88,12 +89,14 @@ async def purge_expired(settings: Settings) -> dict[str, int]:
             states = await OAuthRepository().purge_expired_states(db, now)
             challenges = await MfaRepository().purge_challenges(db, now)
             pairs = await SignInPairRepository().purge(db, now - KNOWN_FOR)
+            webauthn = await PasskeyRepository().purge_challenges(db, now)
         return {
             "action_tokens": tokens,
             "sessions": sessions,
             "oauth_states": states,
             "mfa_challenges": challenges,
             "sign_in_pairs": pairs,
+            "webauthn_challenges": webauthn,
         }
     finally:
         await engine.dispose()

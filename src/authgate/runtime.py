@@ -30,6 +30,7 @@ from authgate.mfa.factors import SecondFactor
 from authgate.mfa.service import MfaService
 from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
+from authgate.passkeys.service import PasskeyService
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.service import SessionService
@@ -71,6 +72,7 @@ class Runtime:
     oauth: OAuthService
     mfa: MfaService
     mfa_challenges: MfaChallenges
+    passkeys: PasskeyService
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
     #: The one client of the breached-password range API (None while the check is off).
@@ -170,6 +172,7 @@ class Runtime:
             webhooks=webhooks,
         )
         mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
+        passkeys = PasskeyService(settings, opaque, audit, users_repo, email)
         auth = AuthService(
             settings,
             passwords,
@@ -182,6 +185,7 @@ class Runtime:
             limiter,
             throttle,
             mfa_challenges,
+            passkeys,
             webhooks=webhooks,
         )
         oauth = build_oauth(
@@ -238,6 +242,7 @@ class Runtime:
             oauth=oauth,
             mfa=mfa,
             mfa_challenges=mfa_challenges,
+            passkeys=passkeys,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
             breach_http=breach_http,

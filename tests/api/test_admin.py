@@ -250,8 +250,9 @@ async def test_get_user(flows: Flows, client: httpx.AsyncClient, runtime: Runtim
         "last_login_at",
         "mfa",
         "recovery_codes_left",
+        "passkeys",
     }
-    assert (body["mfa"], body["recovery_codes_left"]) == (False, 0)
+    assert (body["mfa"], body["recovery_codes_left"], body["passkeys"]) == (False, 0, 0)
     unknown = await client.get(f"{ADMIN}/users/{uuid.uuid4()}", headers=admin.auth)
     _assert_problem(unknown, 404, "not_found")
     malformed = await client.get(f"{ADMIN}/users/not-a-uuid", headers=admin.auth)

@@ -52,7 +52,7 @@ async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     await page.goto("/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await on_page(page, "account")
     await expect(page.locator("#email")).to_have_text(email)
 
@@ -257,7 +257,7 @@ async def test_sign_in_with_a_second_factor(
     await page.goto("/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await on_page(page, "mfa")
     await page.get_by_label("Method").select_option("recovery_code")
     await page.get_by_label("Code").fill("not-a-code")

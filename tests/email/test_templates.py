@@ -53,6 +53,7 @@ CONTEXTS: dict[EmailTemplate, dict[str, Any]] = {
     EmailTemplate.mfa_enabled: {"name": "Ada"},
     EmailTemplate.mfa_disabled: {"name": "Ada", "by_admin": False},
     EmailTemplate.mfa_recovery_codes: {"name": "Ada"},
+    EmailTemplate.passkey_added: {"name": "Ada", "passkey_name": "Laptop"},
     EmailTemplate.new_sign_in: {
         "name": "Ada",
         "at": "2026-12-07 18:00 UTC",

@@ -152,6 +152,9 @@ class AuthgateProcess:
             "AUTHGATE_PUBLIC_URL": self.url,
             "AUTHGATE_FRONTEND_URL": self.spa_origin,
             "AUTHGATE_CORS_ORIGINS": json.dumps([self.spa_origin]),
+            # WebAuthn treats http://localhost as a secure context: passkeys work in tests.
+            "AUTHGATE_WEBAUTHN_RP_ID": "localhost",
+            "AUTHGATE_WEBAUTHN_ORIGINS": json.dumps([self.spa_origin]),
             "AUTHGATE_EMAIL_BACKEND": "smtp",
             "AUTHGATE_SMTP_HOST": "127.0.0.1",
             "AUTHGATE_SMTP_PORT": str(self.smtp_port),

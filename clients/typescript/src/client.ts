@@ -14,6 +14,7 @@ import createClient, { type Client } from "openapi-fetch";
 import type {
   ContractPaths,
   MfaMethod,
+  PasskeyVerifyBody,
   RefreshBody,
   RefreshTokenTransport,
   TokenPair,
@@ -24,6 +25,7 @@ import { type ChannelLike, type LockManagerLike, type TabMessage, TabSync } from
 
 export type User = components["schemas"]["UserOut"];
 export type Session = components["schemas"]["SessionOut"];
+export type Passkey = components["schemas"]["PasskeyOut"];
 
 export interface AuthClientOptions {
   /** Where authgate is served, without `/api/v1` (e.g. `https://auth.example.com`). */
@@ -115,6 +117,13 @@ function sessionIdOf(token: string): string | null {
   } catch {
     return null;
   }
+}
+
+function publicKeyCredential(credential: Credential | null): PublicKeyCredential {
+  if (credential === null || credential.type !== "public-key") {
+    throw new DOMException("No passkey was given.", "NotAllowedError");
+  }
+  return credential as PublicKeyCredential;
 }
 
 function methodsOf(value: unknown): MfaMethod[] {
@@ -272,6 +281,29 @@ export class AuthClient {
   }
 
   /**
+   * Signs in with a passkey (WebAuthn): no email, no password, no second step. The browser
+   * offers the user's passkeys for this site; `navigator.credentials.get` rejects (a
+   * `DOMException`, e.g. `NotAllowedError`) when the user cancels. A refused passkey is an
+   * `AuthgateProblem` `invalid_credentials`.
+   */
+  async signInWithPasskey(): Promise<SignedIn> {
+    const started = await this.#ok(this.api.POST("/api/v1/auth/passkey/options", {}));
+    const assertion = await navigator.credentials.get({
+      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(
+        started.options as unknown as PublicKeyCredentialRequestOptionsJSON,
+      ),
+    });
+    const credential = publicKeyCredential(assertion);
+    const body: PasskeyVerifyBody = {
+      flow_token: started.flow_token,
+      credential: credential.toJSON() as unknown as PasskeyVerifyBody["credential"],
+      ...this.#transportField(),
+    };
+    const pair = await this.#ok(this.#contract.POST("/api/v1/auth/passkey/verify", { body }));
+    return this.#signedIn(pair);
+  }
+
+  /**
    * On page load: signs in again from authgate's refresh cookie, if the browser has a live one.
    * Resolves to whether a session is open. (Body transport: whether one is held in memory.)
    */
@@ -347,6 +379,44 @@ export class AuthClient {
       }),
     );
     this.#signedIn(pair);
+  }
+
+  /**
+   * Registers a passkey of this device (or a phone, a security key: the browser asks) for the
+   * signed-in user, named `name`. Rejects with a `DOMException` when the user cancels or the
+   * authenticator holds one of the user's passkeys already.
+   */
+  async registerPasskey(name?: string): Promise<Passkey> {
+    const options = await this.#authed((headers) =>
+      this.api.POST("/api/v1/users/me/passkeys/options", { headers }),
+    );
+    const created = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(
+        options as unknown as PublicKeyCredentialCreationOptionsJSON,
+      ),
+    });
+    const credential = publicKeyCredential(created).toJSON() as unknown as {
+      [key: string]: unknown;
+    };
+    return this.#authed((headers) =>
+      this.api.POST("/api/v1/users/me/passkeys", {
+        body: name ? { credential, name } : { credential },
+        headers,
+      }),
+    );
+  }
+
+  async passkeys(): Promise<Passkey[]> {
+    return this.#authed((headers) => this.api.GET("/api/v1/users/me/passkeys", { headers }));
+  }
+
+  async deletePasskey(passkeyId: string): Promise<void> {
+    await this.#authed((headers) =>
+      this.api.DELETE("/api/v1/users/me/passkeys/{passkey_id}", {
+        params: { path: { passkey_id: passkeyId } },
+        headers,
+      }),
+    );
   }
 
   /** A valid access token (refreshed first when due), or null when signed out. */

@@ -48,6 +48,12 @@ export interface MfaVerifyBody extends Transported {
   code: string;
 }
 
+export interface PasskeyVerifyBody extends Transported {
+  flow_token: string;
+  /** The assertion's `PublicKeyCredential.toJSON()`. */
+  credential: { [key: string]: unknown };
+}
+
 export interface ChangePasswordBody extends Transported {
   current_password: string;
   new_password: string;
@@ -102,6 +108,7 @@ interface Path<Operation> {
 export interface ContractPaths {
   "/api/v1/auth/login": Path<Post<LoginBody, { 200: Json<TokenPair> }>>;
   "/api/v1/auth/mfa/verify": Path<Post<MfaVerifyBody, { 200: Json<TokenPair> }>>;
+  "/api/v1/auth/passkey/verify": Path<Post<PasskeyVerifyBody, { 200: Json<TokenPair> }>>;
   "/api/v1/auth/refresh": Path<Post<RefreshBody, { 200: Json<TokenPair> }>>;
   "/api/v1/auth/logout": Path<Post<LogoutBody, { 204: NoContent }>>;
   "/api/v1/users/me/password": Path<Post<ChangePasswordBody, { 200: Json<TokenPair> }>>;

@@ -3,6 +3,7 @@ export {
   type AuthClientOptions,
   createAuthClient,
   type MfaRequired,
+  type Passkey,
   type Session,
   type SignedIn,
   type SignInResult,

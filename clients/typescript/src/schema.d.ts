@@ -408,6 +408,129 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/me/passkeys/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Registration Options
+         * @description `PublicKeyCredentialCreationOptionsJSON` for a new passkey (a discoverable credential,
+         *     user verification required, attestation `none`, the user's passkeys excluded), for
+         *     `PublicKeyCredential.parseCreationOptionsFromJSON`. Its challenge is single use and lives
+         *     `AUTHGATE_WEBAUTHN_CHALLENGE_TTL` seconds; a newer call replaces it. The body, if any, is
+         *     ignored.
+         */
+        post: operations["registration_options_api_v1_users_me_passkeys_options_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/passkeys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Passkeys */
+        get: operations["list_passkeys_api_v1_users_me_passkeys_get"];
+        put?: never;
+        /**
+         * Register Passkey
+         * @description Registers the credential `navigator.credentials.create()` made from the newest options
+         *     (its `toJSON()`). Checked: the challenge, the origin (`AUTHGATE_WEBAUTHN_ORIGINS`), the RP
+         *     ID hash, user presence and verification. Anything wrong, or no live options → 400
+         *     `invalid_credential` (the options are spent either way); registered already → 409
+         *     `conflict`.
+         */
+        post: operations["register_passkey_api_v1_users_me_passkeys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/passkeys/{passkey_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Passkey
+         * @description Removes one of the user's passkeys (it no longer signs in); another user's or an
+         *     unknown id → 404.
+         */
+        delete: operations["delete_passkey_api_v1_users_me_passkeys__passkey_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename Passkey
+         * @description Renames one of the user's passkeys; another user's or an unknown id → 404.
+         */
+        patch: operations["rename_passkey_api_v1_users_me_passkeys__passkey_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/auth/passkey/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign In Options
+         * @description Starts a sign-in with a passkey: an `agw_` flow token and
+         *     `PublicKeyCredentialRequestOptionsJSON` with no `allowCredentials` (the browser offers the
+         *     user's discoverable passkeys; no account is named), user verification required. The body,
+         *     if any, is ignored.
+         */
+        post: operations["sign_in_options_api_v1_auth_passkey_options_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkey/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Verify
+         * @description Completes a sign-in with a passkey: the flow token and the assertion
+         *     `navigator.credentials.get()` made (its `toJSON()`). No password and no TOTP step: the
+         *     access token's `amr` is `["swk", "user", "mfa"]`. Every refusal — unknown credential, bad
+         *     signature, wrong origin or RP ID, user verification missing, a used, expired, unknown or
+         *     forged flow token, a signature counter that did not increase, a disabled account — is 401
+         *     `invalid_credentials`. `refresh_token_transport: "cookie"` puts the refresh token in the
+         *     HttpOnly cookie, as for `/auth/login`.
+         */
+        post: operations["verify_api_v1_auth_passkey_verify_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -667,6 +790,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/users/{user_id}/passkeys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove Passkeys
+         * @description Removes every passkey of the user (a lost or stolen device): they no longer sign in.
+         *     Audited (``passkeys_removed_by_admin``). 204 also when the user had none.
+         */
+        delete: operations["remove_passkeys_api_v1_admin_users__user_id__passkeys_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/users/{user_id}/sessions/revoke": {
         parameters: {
             query?: never;
@@ -817,6 +961,11 @@ export interface components {
              * @description The user's unused recovery codes.
              */
             recovery_codes_left: number;
+            /**
+             * Passkeys
+             * @description The user's registered passkeys.
+             */
+            passkeys: number;
         };
         /** AdminUserPage */
         AdminUserPage: {
@@ -878,7 +1027,7 @@ export interface components {
          * AuditType
          * @enum {string}
          */
-        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed" | "mfa_enrollment_started" | "mfa_enabled" | "mfa_disabled" | "mfa_recovery_codes_regenerated" | "mfa_required";
+        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed" | "mfa_enrollment_started" | "mfa_enabled" | "mfa_disabled" | "mfa_recovery_codes_regenerated" | "mfa_required" | "passkey_added" | "passkey_removed" | "passkeys_removed_by_admin";
         /** AuthorizationUrl */
         AuthorizationUrl: {
             /** Authorization Url */
@@ -1078,6 +1227,45 @@ export interface components {
             /** Code */
             code: string;
         };
+        /** PasskeyOut */
+        PasskeyOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Last Used At
+             * @description The last sign-in with it, if any.
+             */
+            last_used_at: string | null;
+        };
+        /** PasskeyVerifyRequest */
+        PasskeyVerifyRequest: {
+            /**
+             * Refresh Token Transport
+             * @description `body` (default): the refresh token is in the response's `refresh_token`. `cookie`: it is set only in the HttpOnly refresh cookie (`Set-Cookie`, `Path=/api/v1/auth`) and `refresh_token` is null; for SPAs that must never hold it in JavaScript.
+             * @default body
+             * @enum {string}
+             */
+            refresh_token_transport: "body" | "cookie";
+            /** Flow Token */
+            flow_token: string;
+            /**
+             * Credential
+             * @description The assertion as `PublicKeyCredential.toJSON()` serialises it (`AuthenticationResponseJSON`).
+             */
+            credential: {
+                [key: string]: unknown;
+            };
+        };
         /** PasswordAndCodeRequest */
         PasswordAndCodeRequest: {
             /** Password */
@@ -1167,6 +1355,21 @@ export interface components {
              */
             refresh_token?: string | null;
         };
+        /** RegisterPasskeyRequest */
+        RegisterPasskeyRequest: {
+            /**
+             * Credential
+             * @description The new credential as `PublicKeyCredential.toJSON()` serialises it (`RegistrationResponseJSON`).
+             */
+            credential: {
+                [key: string]: unknown;
+            };
+            /**
+             * Name
+             * @description A label for the user; default `Passkey`.
+             */
+            name?: string | null;
+        };
         /** RegisterRequest */
         RegisterRequest: {
             /**
@@ -1178,6 +1381,11 @@ export interface components {
             password: string;
             /** Name */
             name?: string | null;
+        };
+        /** RenamePasskeyRequest */
+        RenamePasskeyRequest: {
+            /** Name */
+            name: string;
         };
         /** ResetPasswordRequest */
         ResetPasswordRequest: {
@@ -1219,6 +1427,21 @@ export interface components {
             amr: string[];
             /** Current */
             current: boolean;
+        };
+        /** SignInOptionsOut */
+        SignInOptionsOut: {
+            /**
+             * Flow Token
+             * @description An `agw_` token naming this sign-in's challenge; give it back to `POST /auth/passkey/verify`.
+             */
+            flow_token: string;
+            /**
+             * Options
+             * @description `PublicKeyCredentialRequestOptionsJSON` for `PublicKeyCredential.parseRequestOptionsFromJSON`.
+             */
+            options: {
+                [key: string]: unknown;
+            };
         };
         /** StartTotpRequest */
         StartTotpRequest: {
@@ -3305,6 +3528,572 @@ export interface operations {
             };
         };
     };
+    registration_options_api_v1_users_me_passkeys_options_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_passkeys_api_v1_users_me_passkeys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PasskeyOut"][];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    register_passkey_api_v1_users_me_passkeys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterPasskeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PasskeyOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_passkey_api_v1_users_me_passkeys__passkey_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                passkey_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rename_passkey_api_v1_users_me_passkeys__passkey_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                passkey_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RenamePasskeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PasskeyOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_in_options_api_v1_auth_passkey_options_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignInOptionsOut"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify_api_v1_auth_passkey_verify_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasskeyVerifyRequest"];
+            };
+        };
+        responses: {
+            /** @description The token pair. In cookie mode `refresh_token` is null and the refresh token is only in the cookie. */
+            200: {
+                headers: {
+                    /** @description Cookie mode only: `authgate_refresh=agr_…; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=<refresh_token_expires_in>` (name and attributes from the `AUTHGATE_REFRESH_COOKIE_*` settings). */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenPair"];
+                };
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_sessions_api_v1_sessions_get: {
         parameters: {
             query?: never;
@@ -4445,6 +5234,102 @@ export interface operations {
         };
     };
     reset_mfa_api_v1_admin_users__user_id__mfa_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    remove_passkeys_api_v1_admin_users__user_id__passkeys_delete: {
         parameters: {
             query?: never;
             header?: never;

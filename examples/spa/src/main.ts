@@ -4,7 +4,7 @@
  * Routes are the paths authgate's emails link to (AUTHGATE_FRONTEND_URL + /verify-email?token=…,
  * /reset-password?token=…, /login, /forgot-password) plus /signup and /account.
  */
-import { AuthgateProblem, createAuthClient, type MfaMethod, type Session } from "@authgate/client";
+import { AuthgateProblem, createAuthClient, type MfaMethod, type Passkey, type Session } from "@authgate/client";
 import { field, h, value } from "./dom";
 import "./style.css";
 
@@ -99,6 +99,10 @@ function describe(error: unknown): { text: string; code: string } {
     const reason = typeof error.extra.reason === "string" ? ` (${error.extra.reason})` : "";
     return { text: `${error.detail || error.title}${reason}`, code: error.code };
   }
+  if (error instanceof DOMException) {
+    // The browser's passkey prompt: cancelled, timed out, or not possible here.
+    return { text: `The passkey prompt ended: ${error.message}`, code: error.name };
+  }
   return { text: `Could not reach authgate: ${String(error)}`, code: "network_error" };
 }
 
@@ -157,8 +161,28 @@ function signInPage(): void {
         }
       },
     ),
+    passkeySignIn(),
     h("p", {}, link("/forgot-password", "Forgot your password?"), " · ", link("/signup", "Create an account")),
   );
+}
+
+/** "Sign in with a passkey": no email, no password; the browser offers this site's passkeys. */
+function passkeySignIn(): HTMLElement {
+  const box = alertBox();
+  const button = h("button", { type: "button", id: "passkey-sign-in" }, "Sign in with a passkey");
+  button.addEventListener("click", async () => {
+    box.hidden = true;
+    button.disabled = true;
+    try {
+      await auth.signInWithPasskey();
+      navigate("/account");
+    } catch (error) {
+      show(box, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h("div", { id: "passkey" }, h("p", {}, button), box);
 }
 
 function mfaPage(mfaToken: string, methods: MfaMethod[]): void {
@@ -291,12 +315,23 @@ function sessionRow(session: Session): HTMLTableRowElement {
   );
 }
 
+function passkeyRow(passkey: Passkey): HTMLLIElement {
+  const remove = h("button", { type: "button", class: "delete-passkey" }, "Remove");
+  remove.addEventListener("click", async () => {
+    remove.disabled = true;
+    await auth.deletePasskey(passkey.id);
+    await render();
+  });
+  const used = passkey.last_used_at ? `last used ${new Date(passkey.last_used_at).toLocaleString()}` : "never used";
+  return h("li", { "data-passkey": passkey.id }, h("span", { class: "passkey-name" }, passkey.name), ` (${used}) `, remove);
+}
+
 async function accountPage(): Promise<void> {
   if (!auth.signedIn) {
     navigate("/login", true);
     return;
   }
-  const [user, sessions] = await Promise.all([auth.me(), auth.sessions()]);
+  const [user, sessions, passkeys] = await Promise.all([auth.me(), auth.sessions(), auth.passkeys()]);
   const everywhere = h("button", { type: "button", id: "sign-out-everywhere" }, "Sign out everywhere");
   everywhere.addEventListener("click", async () => {
     await auth.signOutEverywhere();
@@ -324,6 +359,17 @@ async function accountPage(): Promise<void> {
       h("tbody", {}, ...sessions.map(sessionRow)),
     ),
     h("p", {}, everywhere),
+    h("h2", {}, "Passkeys"),
+    h("ul", { id: "passkeys" }, ...passkeys.map(passkeyRow)),
+    form(
+      "add-passkey",
+      [field("Passkey name", "passkey_name", "text", { required: false, maxlength: "64", placeholder: "This laptop" })],
+      "Add a passkey",
+      async (f) => {
+        await auth.registerPasskey(value(f, "passkey_name").trim() || undefined);
+        await render();
+      },
+    ),
     h("h2", {}, "Change password"),
     form(
       "change-password",

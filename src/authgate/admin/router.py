@@ -32,6 +32,7 @@ async def get_admin_service(runtime: RuntimeDep) -> AdminService:
         runtime.mfa,
         provider_tokens=runtime.provider_tokens,
         webhooks=runtime.webhooks,
+        passkeys=runtime.passkeys,
     )
 
 
@@ -133,6 +134,26 @@ async def reset_mfa(
     """Removes the user's TOTP and recovery codes (for a lost authenticator): the next sign-in
     asks for the password only. Audited; the owner is mailed. 204 also when TOTP was off."""
     await service.reset_mfa(db, admin, user_id, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/users/{user_id}/passkeys",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def remove_passkeys(
+    user_id: uuid.UUID,
+    admin: Superuser,
+    db: DbDep,
+    service: AdminServiceDep,
+    client: ClientDep,
+) -> Response:
+    """Removes every passkey of the user (a lost or stolen device): they no longer sign in.
+    Audited (``passkeys_removed_by_admin``). 204 also when the user had none."""
+    await service.remove_passkeys(db, admin, user_id, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -26,6 +26,7 @@ class AdminUser(UserOut):
     last_login_at: datetime | None
     mfa: bool = Field(description="Whether the user has TOTP on.")
     recovery_codes_left: int = Field(ge=0, description="The user's unused recovery codes.")
+    passkeys: int = Field(ge=0, description="The user's registered passkeys.")
 
     @classmethod
     def of(cls, user: User, mfa: MfaSummary) -> AdminUser:
@@ -35,6 +36,7 @@ class AdminUser(UserOut):
                 "last_login_at": user.last_login_at,
                 "mfa": mfa.totp,
                 "recovery_codes_left": mfa.recovery_codes_left,
+                "passkeys": mfa.passkeys,
             }
         )
 

@@ -22,6 +22,7 @@ from authgate.core.http import ClientInfo
 from authgate.mfa.repository import MfaSummary
 from authgate.mfa.service import MfaService
 from authgate.models import AuditEvent, User
+from authgate.passkeys.service import PasskeyService
 from authgate.sessions.service import SessionService
 from authgate.users.repository import UserRepository
 from authgate.users.service import ProviderTokenRevoker
@@ -69,9 +70,11 @@ class AdminService:
         repository: AdminRepository | None = None,
         provider_tokens: ProviderTokenRevoker | None = None,
         webhooks: WebhookService | None = None,
+        passkeys: PasskeyService | None = None,
     ) -> None:
         self._mfa = mfa
         self._webhooks = webhooks or WebhookService.disabled()
+        self._passkeys = passkeys
         self._provider_tokens = provider_tokens
         self._sessions = sessions
         self._audit = audit
@@ -182,6 +185,24 @@ class AdminService:
         admin's id, the owner mailed. Idempotent."""
         user = await self.get_user(db, user_id)
         await self._mfa.reset(db, user, client, by="admin", admin_id=admin.id)
+        await db.flush()
+
+    async def remove_passkeys(
+        self, db: AsyncSession, admin: User, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        """Remove every passkey of the user (a lost or compromised device); audited with the
+        admin's id and how many went. Idempotent."""
+        user = await self.get_user(db, user_id)
+        if self._passkeys is None:
+            raise RuntimeError("AdminService was built without passkeys")
+        removed = await self._passkeys.delete_all(db, user.id)
+        self._audit.record(
+            db,
+            AuditType.passkeys_removed_by_admin,
+            user_id=user.id,
+            client=client,
+            detail={"admin_id": str(admin.id), "passkeys_removed": removed},
+        )
         await db.flush()
 
     async def delete_user(

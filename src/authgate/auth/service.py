@@ -17,6 +17,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +43,7 @@ from authgate.core.time import utc_now
 from authgate.mfa.challenges import MfaChallenges
 from authgate.mfa.factors import Factor
 from authgate.models import User
+from authgate.passkeys.service import PASSKEY_AMR, PasskeyService
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.service import IssuedTokens, SessionService
 from authgate.users.emails import normalize_email, try_normalize_email
@@ -91,12 +93,14 @@ class AuthService:
         limiter: RateLimiter,
         throttle: LoginThrottle,
         mfa: MfaChallenges,
+        passkeys: PasskeyService,
         *,
         webhooks: WebhookService | None = None,
     ) -> None:
         self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
         self._mfa = mfa
+        self._passkeys = passkeys
         self._limiter = limiter
         self._throttle = throttle
         self._passwords = passwords
@@ -296,6 +300,21 @@ class AuthService:
             method=passed.method,
             amr=passed.amr,
             detail={"method": passed.method, "second_factor": passed.factor},
+        )
+
+    async def verify_passkey(
+        self,
+        db: AsyncSession,
+        flow_token: str,
+        credential: dict[str, Any],
+        client: ClientInfo,
+    ) -> IssuedTokens:
+        """``POST /auth/passkey/verify``: the session of a sign-in with a passkey, which
+        ``PasskeyService.authenticate`` accepted (401 ``invalid_credentials`` otherwise). A
+        passkey with user verification is both factors: no TOTP step follows."""
+        user = await self._passkeys.authenticate(db, flow_token, credential, client)
+        return await self._signed_in(
+            db, user, client, method="passkey", amr=PASSKEY_AMR, detail={"method": "passkey"}
         )
 
     async def _signed_in(

@@ -70,6 +70,16 @@ class InvalidCode(AuthgateError):
     default_detail = "The code is not correct."
 
 
+class InvalidCredential(AuthgateError):
+    """A WebAuthn credential offered for registration that does not verify (challenge, origin,
+    RP ID, flags, attestation), or that is not a credential at all."""
+
+    status = 400
+    code = "invalid_credential"
+    title = "Invalid credential"
+    default_detail = "The passkey could not be verified."
+
+
 class PasswordPolicyError(AuthgateError):
     status = 422
     code = "weak_password"

@@ -51,6 +51,7 @@ class Limit(StrEnum):
     client_auth_ip = auto()
     oauth_ip = auto()
     mfa_verify_ip = auto()
+    passkey_ip = auto()
 
     @property
     def spec(self) -> LimitSpec:
@@ -151,6 +152,13 @@ LIMITS: dict[Limit, LimitSpec] = {
         Per.client_ip,
         _IP,
         "`POST /auth/mfa/verify` (each code also counts per account, in the throttle)",
+    ),
+    Limit.passkey_ip: LimitSpec(
+        "60/minute",
+        Per.client_ip,
+        _IP,
+        "`POST /auth/passkey/options` and `POST /auth/passkey/verify` (each counted; a"
+        " sign-in is two requests)",
     ),
 }
 

@@ -34,6 +34,8 @@ class ClaimedChallenge:
 class MfaSummary:
     totp: bool
     recovery_codes_left: int
+    #: Registered passkeys (filled in by ``MfaService.summaries``).
+    passkeys: int = 0
 
 
 class MfaRepository:

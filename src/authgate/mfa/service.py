@@ -13,6 +13,7 @@ owner. The secret is never shown again, logged or stored in the clear.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +30,7 @@ from authgate.mfa.codes import new_totp_secret, provisioning_uri, qr_svg_data_ur
 from authgate.mfa.factors import SecondFactor
 from authgate.mfa.repository import MfaRepository, MfaSummary
 from authgate.models import AuthSession, User
+from authgate.passkeys.repository import PasskeyRepository
 from authgate.sessions.service import SessionService
 from authgate.users.reconfirm import PasswordReconfirmation
 from authgate.webhooks import WebhookEvent, user_data
@@ -70,17 +72,24 @@ class MfaService:
         self._audit = audit
         self._reconfirm = reconfirm
         self._repo = repository or MfaRepository()
+        self._passkeys = PasskeyRepository()
 
     # -- reading ----------------------------------------------------------------------------
 
     async def status(self, db: AsyncSession, user: User) -> MfaStatus:
-        summary = (await self._repo.summaries(db, [user.id]))[user.id]
-        return MfaStatus(summary.totp, 0, summary.recovery_codes_left)
+        summary = (await self.summaries(db, [user.id]))[user.id]
+        return MfaStatus(summary.totp, summary.passkeys, summary.recovery_codes_left)
 
     async def summaries(
         self, db: AsyncSession, user_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, MfaSummary]:
-        return await self._repo.summaries(db, user_ids)
+        """TOTP, recovery codes left and passkeys of each user (three queries in all)."""
+        summaries = await self._repo.summaries(db, user_ids)
+        passkeys = await self._passkeys.counts(db, user_ids)
+        return {
+            user_id: dataclasses.replace(summary, passkeys=passkeys[user_id])
+            for user_id, summary in summaries.items()
+        }
 
     # -- enrollment and management ----------------------------------------------------------
 

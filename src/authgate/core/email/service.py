@@ -69,6 +69,7 @@ class EmailTemplate(StrEnum):
     mfa_disabled = "mfa_disabled"
     mfa_recovery_codes = "mfa_recovery_codes"
     new_sign_in = "new_sign_in"
+    passkey_added = "passkey_added"
 
 
 #: Mail about something that happened to the recipient's own, verified account: never limited.
@@ -84,6 +85,7 @@ SECURITY_NOTICES = frozenset(
         EmailTemplate.mfa_disabled,
         EmailTemplate.mfa_recovery_codes,
         EmailTemplate.new_sign_in,
+        EmailTemplate.passkey_added,
     }
 )
 #: The named limit on the other messages per recipient address.

@@ -22,6 +22,8 @@ class TokenKind(StrEnum):
     oauth_state = "ags_"
     #: A sign-in waiting for its second factor (``POST /auth/mfa/verify``).
     mfa = "agm_"
+    #: A passkey sign-in's flow: names its WebAuthn challenge (``POST /auth/passkey/verify``).
+    passkey = "agw_"
 
 
 TOKEN_BYTES = 32

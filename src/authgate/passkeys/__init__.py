@@ -1,0 +1,1 @@
+"""Passkeys: WebAuthn credentials that sign a user in without a password."""
