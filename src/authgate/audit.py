@@ -48,6 +48,8 @@ class AuditType(StrEnum):
     mfa_recovery_codes_regenerated = "mfa_recovery_codes_regenerated"
     #: A right first factor of an account with TOTP on: an ``agm_`` token instead of tokens.
     mfa_required = "mfa_required"
+    #: Every session of every user ended (``POST /admin/sessions/revoke-all``, CLI).
+    sessions_revoked_all = "sessions_revoked_all"
 
 
 _INSERT = insert(AuditEvent)

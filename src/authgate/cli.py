@@ -230,6 +230,20 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(_args: argparse.Namespace) -> int:
+    from authgate.housekeeping import revoke_all_sessions
+
+    settings = _settings()
+    report = Report()
+    ended = asyncio.run(report.step("revoking every session", revoke_all_sessions(settings)))
+    report.summary(
+        {"sessions_ended": ended},
+        f"ended {ended} sessions; access tokens issued before now are refused on every process "
+        "within a second",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate",
@@ -387,6 +401,25 @@ authgate email dead | jq -r 'select(.retryable) | .id' | xargs authgate email re
     )
     reset.add_argument("email", help="the account's address")
     users.set_defaults(func=cmd_users)
+
+    sessions = _command(
+        sub,
+        "sessions",
+        "operator actions on every session",
+        "authgate sessions revoke-all",
+    )
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    _command(
+        sessions_sub,
+        "revoke-all",
+        "end every session of every user (emergency revocation)",
+        """
+authgate sessions revoke-all              # after a breach: everyone signs in again
+authgate sessions revoke-all | jq .sessions_ended   # piped: {"sessions_ended": 1234}
+""",
+        output=True,
+    )
+    sessions.set_defaults(func=cmd_sessions)
     return parser
 
 

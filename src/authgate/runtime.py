@@ -32,6 +32,7 @@ from authgate.oauth import OAuthService, ProviderTokenVault, build_oauth
 from authgate.oauth.repository import OAuthRepository
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
+from authgate.sessions.revocation import ServiceNotBefore
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter
 from authgate.users.reconfirm import PasswordReconfirmation
@@ -70,6 +71,8 @@ class Runtime:
     mfa_challenges: MfaChallenges
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
+    #: The service-wide not-before of access tokens (revoke-all), polled from the store.
+    not_before: ServiceNotBefore
     #: The one client of the breached-password range API (None while the check is off).
     breach_http: httpx.AsyncClient | None = None
 
@@ -104,6 +107,7 @@ class Runtime:
         # principal snapshots in this process at once.
         users_repo = UserRepository(on_changed=principals.forget_user)
         action_tokens = ActionTokenService(opaque)
+        not_before = ServiceNotBefore(store, maker, principals)
         sessions = SessionService(
             settings,
             jwt,
@@ -114,6 +118,7 @@ class Runtime:
             principals,
             action_tokens=action_tokens,
             users=users_repo,
+            not_before=not_before,
         )
         oauth_repository = OAuthRepository()
         address_proven = AddressProven(
@@ -217,16 +222,20 @@ class Runtime:
             mfa_challenges=mfa_challenges,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
+            not_before=not_before,
             breach_http=breach_http,
         )
 
     async def start(self) -> None:
+        # Every process that checks access tokens keeps the revoke-all instant current.
+        await self.not_before.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             # Housekeeping runs where mail is delivered: `serve` with the dispatcher, or `worker`.
             await self.housekeeper.start()
 
     async def close(self) -> None:
+        await self.not_before.stop()
         await self.housekeeper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
