@@ -107,7 +107,9 @@ class Runtime:
         # principal snapshots in this process at once.
         users_repo = UserRepository(on_changed=principals.forget_user)
         action_tokens = ActionTokenService(opaque)
-        not_before = ServiceNotBefore(store, maker, principals)
+        not_before = ServiceNotBefore(
+            store, maker, principals, shared=settings.redis_url is not None
+        )
         sessions = SessionService(
             settings,
             jwt,

@@ -6,7 +6,9 @@ store. Every process holds it in memory, so the access check compares a token's 
 float and ``GET /users/me`` costs no round trip more; a background task reads the store every
 ``POLL_INTERVAL`` seconds. When the store has lost the value (Redis restarted, or the key
 expired), the task reads it from the database and puts it back, without overwriting a newer one
-written meanwhile (``set_float_if_absent``).
+written meanwhile (``set_float_if_absent``). Without a shared store (no ``AUTHGATE_REDIS_URL``:
+one process, whose in-process store ``authgate sessions revoke-all`` cannot reach) the task reads
+the database's row instead, one primary-key read per interval.
 
 ``iat`` has a resolution of one second, so the check is ``iat >= floor(not_before)``: a token
 issued in the second of the revocation but before it belongs to a session the revocation ended,
@@ -50,8 +52,11 @@ class ServiceNotBefore:
         sessionmaker: async_sessionmaker[AsyncSession],
         principals: PrincipalCache,
         repository: SessionRepository | None = None,
+        *,
+        shared: bool = True,
     ) -> None:
         self._store = store
+        self._shared = shared
         self._sessionmaker = sessionmaker
         self._principals = principals
         self._repo = repository or SessionRepository()
@@ -82,21 +87,29 @@ class ServiceNotBefore:
         self.note(value)
 
     async def refresh(self) -> None:
-        """Read the store (and the database, if the store lost the value) once."""
-        value = await self._store.get_float(STORE_KEY)
-        if value is None:
-            async with self._sessionmaker() as db:
-                at = await self._repo.service_not_before(db)
-            value = 0.0 if at is None else at.timestamp()
-            await self._store.set_float_if_absent(STORE_KEY, value, STORE_TTL)
-            value = await self._store.get_float(STORE_KEY) or value
+        """Read the instant once: from the store (put back from the database if the store lost
+        it), or from the database when there is no shared store."""
+        if not self._shared:
+            value = await self._from_database()
+        else:
+            stored = await self._store.get_float(STORE_KEY)
+            if stored is None:
+                await self._store.set_float_if_absent(
+                    STORE_KEY, await self._from_database(), STORE_TTL
+                )
+                stored = await self._store.get_float(STORE_KEY)
+            value = stored or 0.0
         if value != self._seen:
             self._seen = value
-            if value > self._value:
-                self._value = value
+            self._value = max(self._value, value)
             # Also when this process published it: a snapshot read just before the revoking
             # transaction committed must not outlive it.
             self._principals.clear()
+
+    async def _from_database(self) -> float:
+        async with self._sessionmaker() as db:
+            at = await self._repo.service_not_before(db)
+        return 0.0 if at is None else at.timestamp()
 
     async def start(self) -> None:
         """One read now (failures are logged: the access check fails closed on the store
