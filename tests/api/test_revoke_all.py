@@ -8,11 +8,15 @@ import math
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 
+from authgate.core.store import StoreUnavailable
 from authgate.core.time import shifted, utc_now
 from authgate.models import AuditEvent, AuthSession
 from authgate.runtime import Runtime
+from authgate.sessions.repository import SessionRepository
+from authgate.sessions.revocation import STORE_KEY
 from tests.support.api import assert_problem, bearer, claims_of, me, refresh
 from tests.support.factories import Factory
 
@@ -95,3 +99,31 @@ async def test_only_a_superuser(factory: Factory, client: httpx.AsyncClient) -> 
     assert (await me(client, account.access_token)).status_code == 200
     response = await client.post(f"{API}/admin/sessions/revoke-all")
     assert_problem(response, 401, "not_authenticated")
+
+
+async def test_without_the_shared_store_nothing_changes(
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await factory.account(is_superuser=True)
+    account = await factory.account()
+    set_float = runtime.store.set_float
+
+    async def failing(key: str, value: float, ttl_seconds: float) -> None:
+        if key == STORE_KEY:
+            raise StoreUnavailable("store down")
+        await set_float(key, value, ttl_seconds)
+
+    monkeypatch.setattr(runtime.store, "set_float", failing)
+    response = await revoke_all(client, admin.access_token)
+    assert_problem(response, 503, "service_unavailable")
+    for tokens in (admin, account):
+        assert (await me(client, tokens.access_token)).status_code == 200
+    async with runtime.sessionmaker() as db:
+        revoked = (
+            await db.scalars(select(AuthSession.id).where(AuthSession.revoked_at.is_not(None)))
+        ).all()
+        events = (
+            await db.scalars(select(AuditEvent).where(AuditEvent.type == "sessions_revoked_all"))
+        ).all()
+        stored = await SessionRepository().service_not_before(db)
+    assert (revoked, events, stored) == ([], [], None)
