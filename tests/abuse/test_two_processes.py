@@ -25,8 +25,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def server_env() -> dict[str, str]:
+    """Extra environment of both servers (a test overrides it by parametrising)."""
+    return {}
+
+
+@pytest.fixture
 def two_servers(
-    pg_server: PostgresServer, redis_srv: RedisServer, tmp_path: Path, keys_dir: Path
+    pg_server: PostgresServer,
+    redis_srv: RedisServer,
+    tmp_path: Path,
+    keys_dir: Path,
+    server_env: dict[str, str],
 ) -> Iterator[tuple[str, str, str, str]]:
     db_url = pg_server.createdb(f"two_{os.getpid()}_{free_port()}")
     asyncio.run(upgrade_async(Settings(_env_file=None, database_url=db_url)))
@@ -40,6 +50,7 @@ def two_servers(
         "AUTHGATE_RATE_LIMITS": '{"login_account": "6/15minutes", "register_ip": "5/minute"}',
         "AUTHGATE_HASH_WORKERS": "1",
         "AUTHGATE_LOG_LEVEL": "WARNING",
+        **server_env,
     }
     processes = []
     logs = []
@@ -122,6 +133,8 @@ async def test_state_is_shared_between_processes(
         assert owner.status_code == 200, owner.text
 
 
+# Snapshots kept 5 s (the most allowed): only the revoke-all instant can stop them within 1 s.
+@pytest.mark.parametrize("server_env", [{"AUTHGATE_ACCESS_CACHE_TTL": "5"}], ids=["cache-5s"])
 async def test_revoke_all_reaches_both_processes_and_survives_a_redis_restart(
     two_servers: tuple[str, str, str, str], redis_srv: RedisServer
 ) -> None:
