@@ -15,8 +15,9 @@ from authgate.core.store import StoreUnavailable
 from authgate.core.time import shifted, utc_now
 from authgate.models import AuditEvent, AuthSession
 from authgate.runtime import Runtime
+from authgate.sessions.access import PrincipalCache
 from authgate.sessions.repository import SessionRepository
-from authgate.sessions.revocation import STORE_KEY
+from authgate.sessions.revocation import STORE_KEY, ServiceNotBefore
 from tests.support.api import assert_problem, bearer, claims_of, me, refresh
 from tests.support.factories import Factory
 
@@ -127,3 +128,32 @@ async def test_without_the_shared_store_nothing_changes(
         ).all()
         stored = await SessionRepository().service_not_before(db)
     assert (revoked, events, stored) == ([], [], None)
+
+
+async def test_a_store_that_lost_the_instant_gets_it_back_from_the_database(
+    runtime: Runtime,
+) -> None:
+    """What each process's task does with a shared store (Redis restarted empty): the row is
+    read and put back, and a newer instant in the store is never replaced by the row's."""
+    store = runtime.store
+    not_before = ServiceNotBefore(store, runtime.sessionmaker, PrincipalCache(1.0), shared=True)
+    at = utc_now() - timedelta(seconds=10)
+    async with runtime.sessionmaker() as db, db.begin():
+        await SessionRepository().set_service_not_before(db, at)
+
+    await not_before.refresh()
+    assert not_before.value == at.timestamp()
+    assert await store.get_float(STORE_KEY) == at.timestamp()
+    assert not not_before.admits(int(at.timestamp()) - 1)
+    assert not_before.admits(int(at.timestamp()))
+
+    newer = at.timestamp() + 5
+    await store.set_float(STORE_KEY, newer, 60)
+    await not_before.refresh()
+    assert not_before.value == newer
+
+    await store.delete(STORE_KEY)  # Redis restarted empty
+    await not_before.refresh()
+    assert await store.get_float(STORE_KEY) == at.timestamp()
+    assert not_before.value == newer  # never moves back
+    assert not await store.set_float_if_absent(STORE_KEY, 0.0, 60)
