@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from authgate.core.errors import InvalidAccessToken
 from authgate.core.http import ClientInfo
 from authgate.core.security.crypto import EncryptionService, new_key_spec, parse_key_ring
 from authgate.core.time import shifted, utc_now
@@ -395,5 +396,45 @@ async def test_keys_reencrypt_moves_totp_secrets_to_the_new_key(cli: Cli) -> Non
         assert secret == enrolled.secret
         again = await asyncio.to_thread(cli.run, "keys", "reencrypt")
         assert json.loads(again.stdout) == {"reencrypted": 0, "key_id": "new"}
+    finally:
+        await runtime.close()
+
+
+async def test_sessions_revoke_all(cli: Cli) -> None:
+    """``authgate sessions revoke-all``: every session ends, access tokens issued before are
+    refused by a running process (which reads the instant from the database without Redis),
+    audited; piped, one JSON line."""
+    await asyncio.to_thread(cli.run, "migrate")
+    settings = make_settings(
+        database_url=cli.env["AUTHGATE_DATABASE_URL"], keys_dir=cli.workdir / "keys"
+    )
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    await runtime.start()
+    try:
+        factory = Factory(runtime)
+        opened = [await factory.session(await factory.user()) for _ in range(2)]
+        async with runtime.sessionmaker() as db:
+            await runtime.sessions.check_access(db, opened[0].access_token)
+
+        done = await asyncio.to_thread(cli.run, "sessions", "revoke-all")
+        assert json.loads(done.stdout) == {"sessions_ended": 2}
+
+        await runtime.not_before.refresh()
+        async with runtime.sessionmaker() as db:
+            for tokens in opened:
+                with pytest.raises(InvalidAccessToken):
+                    await runtime.sessions.check_access(db, tokens.access_token)
+            live = (
+                await db.scalars(select(AuthSession.id).where(AuthSession.revoked_at.is_(None)))
+            ).all()
+            audit = (
+                await db.scalars(
+                    select(AuditEvent.detail).where(AuditEvent.type == "sessions_revoked_all")
+                )
+            ).all()
+        assert live == []
+        assert audit == [{"by": "cli", "sessions_ended": 2}]
+        help_text = (await asyncio.to_thread(cli.run, "sessions", "revoke-all", "--help")).stdout
+        assert "authgate sessions revoke-all" in help_text
     finally:
         await runtime.close()

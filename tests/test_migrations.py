@@ -172,7 +172,7 @@ async def test_passkeys_migration_adds_and_drops_its_tables(tmp_path: Path) -> N
             assert passkey_tables <= await connection.run_sync(tables)
             assert await connection.run_sync(cascading) == passkey_tables
             assert await connection.run_sync(unique_credential_id)
-        await _run(settings, "downgrade", "0008")
+        await _run(settings, "downgrade", "0009")
         async with engine.connect() as connection:
             assert not passkey_tables & await connection.run_sync(tables)
         await _run(settings, "upgrade")
@@ -337,3 +337,63 @@ async def test_the_alembic_command_line_from_the_repository_root(
     finally:
         await engine.dispose()
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
+
+
+async def test_user_roles_default_empty_and_drop_without_losing_sessions(
+    db_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """0009: existing users get ``roles = []`` and the one ``service_revocation`` row is made;
+    the downgrade drops both and keeps every user's sessions (on SQLite a copy of ``users``
+    would have cascaded to them)."""
+    import sqlalchemy as sa
+
+    settings = await _fresh_database(db_backend, request, tmp_path, "roles")
+    await _run(settings, "upgrade", "0008")
+    now = "2026-12-01 00:00:00+00:00"
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    engine = make_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, email, email_key, email_verified, is_active,"
+                    " is_superuser, created_at, updated_at, tokens_valid_after)"
+                    " VALUES (:id, 'ada@example.com', 'ada@example.com', true, true, false,"
+                    " :now, :now, :now)"
+                ).bindparams(sa.bindparam("id", type_=sa.Uuid())),
+                {"id": user_id, "now": datetime.fromisoformat(now)},
+            )
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO auth_sessions (id, user_id, created_at, last_used_at,"
+                    " expires_at, auth_method, amr) VALUES (:id, :user_id, :now, :now, :now,"
+                    " 'password', 'pwd')"
+                ).bindparams(
+                    sa.bindparam("id", type_=sa.Uuid()), sa.bindparam("user_id", type_=sa.Uuid())
+                ),
+                {"id": session_id, "user_id": user_id, "now": datetime.fromisoformat(now)},
+            )
+        await _run(settings, "upgrade")
+        async with engine.connect() as connection:
+            roles = (await connection.execute(sa.select(User.roles))).scalars().all()
+            revocation = (
+                await connection.execute(sa.text("SELECT id, not_before FROM service_revocation"))
+            ).all()
+        assert roles == [[]]
+        assert [tuple(row) for row in revocation] == [(1, None)]
+
+        await _run(settings, "downgrade", "0008")
+
+        def shape(connection: Connection) -> tuple[set[str], set[str]]:
+            columns = {c["name"] for c in inspect(connection).get_columns("users")}
+            return columns, set(inspect(connection).get_table_names())
+
+        async with engine.connect() as connection:
+            columns, tables = await connection.run_sync(shape)
+            count = "SELECT count(*) FROM auth_sessions"
+            assert (await connection.execute(sa.text(count))).scalar_one() == 1
+        assert "roles" not in columns and "service_revocation" not in tables
+        await _run(settings, "upgrade")
+        await _run(settings, "check")
+    finally:
+        await engine.dispose()

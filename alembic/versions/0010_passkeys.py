@@ -7,7 +7,7 @@ sign-in's row is found by the keyed hash of its ``agw_`` flow token. Both go wit
 (ON DELETE CASCADE). The downgrade drops both tables, so every passkey with them.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07 22:30:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import authgate.core.db
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -52,6 +52,8 @@ class AuditType(StrEnum):
     passkey_removed = "passkey_removed"
     #: An admin removed every passkey of a user (``DELETE /admin/users/{id}/passkeys``).
     passkeys_removed_by_admin = "passkeys_removed_by_admin"
+    #: Every session of every user ended (``POST /admin/sessions/revoke-all``, CLI).
+    sessions_revoked_all = "sessions_revoked_all"
 
 
 _INSERT = insert(AuditEvent)

@@ -252,6 +252,20 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0 if outcome["ok"] else 1
 
 
+def cmd_sessions(_args: argparse.Namespace) -> int:
+    from authgate.housekeeping import revoke_all_sessions
+
+    settings = _settings()
+    report = Report()
+    ended = asyncio.run(report.step("revoking every session", revoke_all_sessions(settings)))
+    report.summary(
+        {"sessions_ended": ended},
+        f"ended {ended} sessions; access tokens issued before now are refused on every process "
+        "within a second",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate",
@@ -442,6 +456,25 @@ authgate webhooks test https://api.example.com/hooks/authgate
     )
     hooks_test.add_argument("url", help="the endpoint's URL, as in AUTHGATE_WEBHOOKS")
     hooks.set_defaults(func=cmd_webhooks)
+
+    sessions = _command(
+        sub,
+        "sessions",
+        "operator actions on every session",
+        "authgate sessions revoke-all",
+    )
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    _command(
+        sessions_sub,
+        "revoke-all",
+        "end every session of every user (emergency revocation)",
+        """
+authgate sessions revoke-all              # after a breach: everyone signs in again
+authgate sessions revoke-all | jq .sessions_ended   # piped: {"sessions_ended": 1234}
+""",
+        output=True,
+    )
+    sessions.set_defaults(func=cmd_sessions)
     return parser
 
 

@@ -133,6 +133,20 @@ async def reset_mfa(settings: Settings, email: str) -> bool:
         await runtime.close()
 
 
+async def revoke_all_sessions(settings: Settings) -> int:
+    """End every session of every user and refuse every access token issued before now on
+    every process (``authgate sessions revoke-all``); the number of sessions ended. Audited
+    like the admin API's. Raises ``ServiceUnavailable`` (nothing changed) without the store."""
+    from authgate.runtime import Runtime
+
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        async with runtime.sessionmaker() as db, db.begin():
+            return await runtime.sessions.revoke_all(db, None, by="cli", admin_id=None)
+    finally:
+        await runtime.close()
+
+
 async def list_dead_email(settings: Settings, limit: int) -> list[dict[str, Any]]:
     """Dead outbox messages, newest first: who, which template, how often tried and why not."""
     engine = make_engine(settings)

@@ -33,6 +33,7 @@ from authgate.oauth.repository import OAuthRepository
 from authgate.passkeys.service import PasskeyService
 from authgate.password_reset.service import PasswordResetService
 from authgate.sessions.access import PrincipalCache
+from authgate.sessions.revocation import ServiceNotBefore
 from authgate.sessions.service import SessionService
 from authgate.users.passwords import PasswordSetter
 from authgate.users.reconfirm import PasswordReconfirmation
@@ -75,6 +76,8 @@ class Runtime:
     passkeys: PasskeyService
     provider_tokens: ProviderTokenVault
     housekeeper: Housekeeper
+    #: The service-wide not-before of access tokens (revoke-all), polled from the store.
+    not_before: ServiceNotBefore
     #: The one client of the breached-password range API (None while the check is off).
     breach_http: httpx.AsyncClient | None = None
     #: Delivers the webhook outbox where mail is delivered (None without endpoints).
@@ -112,6 +115,9 @@ class Runtime:
         # principal snapshots in this process at once.
         users_repo = UserRepository(on_changed=principals.forget_user)
         action_tokens = ActionTokenService(opaque)
+        not_before = ServiceNotBefore(
+            store, maker, principals, shared=settings.redis_url is not None
+        )
         sessions = SessionService(
             settings,
             jwt,
@@ -123,6 +129,7 @@ class Runtime:
             action_tokens=action_tokens,
             users=users_repo,
             webhooks=webhooks,
+            not_before=not_before,
         )
         oauth_repository = OAuthRepository()
         address_proven = AddressProven(
@@ -245,6 +252,7 @@ class Runtime:
             passkeys=passkeys,
             provider_tokens=oauth.vault,
             housekeeper=Housekeeper(maker),
+            not_before=not_before,
             breach_http=breach_http,
             webhook_dispatcher=(
                 WebhookDispatcher(settings, maker, webhooks) if webhooks.enabled else None
@@ -252,6 +260,8 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        # Every process that checks access tokens keeps the revoke-all instant current.
+        await self.not_before.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
             # Housekeeping and webhooks run where mail is delivered: `serve` with the
@@ -266,6 +276,7 @@ class Runtime:
             await self.webhook_dispatcher.start()
 
     async def close(self) -> None:
+        await self.not_before.stop()
         await self.housekeeper.stop()
         if self.webhook_dispatcher is not None:
             await self.webhook_dispatcher.stop()

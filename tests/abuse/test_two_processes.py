@@ -11,19 +11,33 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from authgate.config import Settings
 from authgate.core.migrate import upgrade_async
+from authgate.runtime import Runtime
+from tests.support.factories import Factory
 from tests.support.flows import TEST_PASSWORD
 from tests.support.servers import PostgresServer, RedisServer, free_port, wait_for_port
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def server_env() -> dict[str, str]:
+    """Extra environment of both servers (a test overrides it by parametrising)."""
+    return {}
+
+
+@pytest.fixture
 def two_servers(
-    pg_server: PostgresServer, redis_srv: RedisServer, tmp_path: Path, keys_dir: Path
-) -> Iterator[tuple[str, str, str]]:
+    pg_server: PostgresServer,
+    redis_srv: RedisServer,
+    tmp_path: Path,
+    keys_dir: Path,
+    server_env: dict[str, str],
+) -> Iterator[tuple[str, str, str, str]]:
     db_url = pg_server.createdb(f"two_{os.getpid()}_{free_port()}")
     asyncio.run(upgrade_async(Settings(_env_file=None, database_url=db_url)))
     ports = [free_port(), free_port()]
@@ -36,6 +50,7 @@ def two_servers(
         "AUTHGATE_RATE_LIMITS": '{"login_account": "6/15minutes", "register_ip": "5/minute"}',
         "AUTHGATE_HASH_WORKERS": "1",
         "AUTHGATE_LOG_LEVEL": "WARNING",
+        **server_env,
     }
     processes = []
     logs = []
@@ -54,7 +69,7 @@ def two_servers(
     try:
         for port in ports:
             wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", str(tmp_path)
+        yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", str(tmp_path), db_url
     finally:
         for process in processes:
             process.terminate()
@@ -65,9 +80,9 @@ def two_servers(
 
 
 async def test_state_is_shared_between_processes(
-    two_servers: tuple[str, str, str],
+    two_servers: tuple[str, str, str, str],
 ) -> None:
-    url_a, url_b, tmp = two_servers
+    url_a, url_b, tmp, _db_url = two_servers
     async with httpx.AsyncClient(base_url=url_a) as a, httpx.AsyncClient(base_url=url_b) as b:
         # A rate limit of N admits N in total across both processes (register_ip = 5/minute).
         statuses = []
@@ -116,6 +131,77 @@ async def test_state_is_shared_between_processes(
             "/api/v1/auth/login", json={"email": "p0@example.com", "password": TEST_PASSWORD}
         )
         assert owner.status_code == 200, owner.text
+
+
+# Snapshots kept 5 s (the most allowed): only the revoke-all instant can stop them within 1 s.
+@pytest.mark.parametrize("server_env", [{"AUTHGATE_ACCESS_CACHE_TTL": "5"}], ids=["cache-5s"])
+async def test_revoke_all_reaches_both_processes_and_survives_a_redis_restart(
+    two_servers: tuple[str, str, str, str], redis_srv: RedisServer
+) -> None:
+    """Tokens signed in through A and B are refused by both within 1 s of a revoke-all through
+    A; Redis restarting (losing everything) afterwards brings none back; sign-ins work."""
+    url_a, url_b, tmp, db_url = two_servers
+    settings = make_settings(database_url=db_url, keys_dir=Path(tmp) / "keys")
+    runtime = Runtime.build(settings, with_dispatcher=False)
+    try:
+        factory = Factory(runtime)
+        admin = await factory.user("admin@example.com", password=TEST_PASSWORD, is_superuser=True)
+        users = [await factory.user(f"u{i}@example.com", password=TEST_PASSWORD) for i in (1, 2)]
+    finally:
+        await runtime.close()
+
+    async with httpx.AsyncClient(base_url=url_a) as a, httpx.AsyncClient(base_url=url_b) as b:
+
+        async def login(client: httpx.AsyncClient, email: str) -> str:
+            response = await client.post(
+                "/api/v1/auth/login", json={"email": email, "password": TEST_PASSWORD}
+            )
+            assert response.status_code == 200, response.text
+            return str(response.json()["access_token"])
+
+        tokens = [
+            await login(a, admin.email),
+            await login(a, users[0].email),
+            await login(b, users[1].email),
+        ]
+
+        async def statuses() -> list[int]:
+            return [
+                (await client.get("/api/v1/users/me", headers=_bearer(token))).status_code
+                for client in (a, b)
+                for token in tokens
+            ]
+
+        assert await statuses() == [200] * 6  # every process has a snapshot of every session
+        revoke = await a.post("/api/v1/admin/sessions/revoke-all", headers=_bearer(tokens[0]))
+        assert revoke.status_code == 204, revoke.text
+        loop = asyncio.get_running_loop()
+        revoked_at = loop.time()
+        while (seen := await statuses()) != [401] * 6:
+            assert loop.time() - revoked_at < 1.0, seen
+            await asyncio.sleep(0.02)
+
+        # Redis restarts empty: the revoked-session flags and the instant are gone from it. The
+        # processes put the instant back from the database; no old token works again.
+        redis_srv.stop()
+        redis_srv.start()
+        restarted = loop.time()
+        while loop.time() - restarted < 2.0:
+            seen = await statuses()
+            assert 200 not in seen, seen
+            await asyncio.sleep(0.05)
+        assert await statuses() == [401] * 6
+        with redis.Redis.from_url(redis_srv.url) as shared:
+            assert shared.get("authgate:revoke-all:not-before") is not None
+
+        for client in (a, b):
+            fresh = await login(client, users[0].email)
+            assert (await a.get("/api/v1/users/me", headers=_bearer(fresh))).status_code == 200
+            assert (await b.get("/api/v1/users/me", headers=_bearer(fresh))).status_code == 200
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def _token_from_logs(tmp: Path, email: str, timeout: float = 10.0) -> str:

@@ -245,6 +245,7 @@ async def test_get_user(flows: Flows, client: httpx.AsyncClient, runtime: Runtim
         "email_verified",
         "is_active",
         "is_superuser",
+        "roles",
         "created_at",
         "updated_at",
         "last_login_at",

@@ -104,9 +104,12 @@ def test_issued_token_verifies(service: JWTService, settings: Settings) -> None:
         "exp",
         "scope",
         "amr",
+        "roles",
     }
     assert claims.amr == ()
     assert claims.raw["amr"] == []
+    assert claims.roles == ()
+    assert claims.raw["roles"] == []
     assert len(token) < 1024
 
 
@@ -137,6 +140,32 @@ def test_a_token_issued_before_the_amr_claim_is_valid_with_no_methods(
     decoded = service.decode(older)
     assert decoded.amr == ()
     assert decoded.sid == issued.sid
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA"])
+def test_roles_claim(service: JWTService, settings: Settings) -> None:
+    """``roles`` is a JSON array of strings; a token without it (signed before the claim
+    existed) has none, and any other shape is refused."""
+    token, issued = service.issue(
+        user_id=uuid.uuid4(), session_id=uuid.uuid4(), roles=("support", "billing:read")
+    )
+    assert json.loads(unb64(token.split(".")[1]))["roles"] == ["support", "billing:read"]
+    assert service.decode(token).roles == ("support", "billing:read")
+    key = service.ring.current
+
+    def signed(claims: dict[str, object]) -> str:
+        return pyjwt.encode(
+            claims,
+            key.private_key,
+            algorithm=settings.jwt_algorithm,
+            headers={"kid": key.kid, "typ": "at+jwt"},
+        )
+
+    older = signed({k: v for k, v in issued.raw.items() if k != "roles"})
+    assert service.decode(older).roles == ()
+    for bad in ("support", [1], {"a": 1}, None):
+        with pytest.raises(InvalidAccessToken):
+            service.decode(signed({**issued.raw, "roles": bad}))
 
 
 def test_jti_is_random(service: JWTService) -> None:

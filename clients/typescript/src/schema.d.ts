@@ -828,6 +828,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/sessions/revoke-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke All Sessions
+         * @description Emergency revocation: ends every session of every user (the caller's too) and refuses
+         *     every access token issued before this moment, on every process within a second. A sign-in
+         *     made right after works. Audited (`sessions_revoked_all`). 503 when the shared store is
+         *     down: then nothing is changed.
+         */
+        post: operations["revoke_all_sessions_api_v1_admin_sessions_revoke_all_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/audit-events": {
         parameters: {
             query?: never;
@@ -940,6 +963,11 @@ export interface components {
             /** Is Superuser */
             is_superuser: boolean;
             /**
+             * Roles
+             * @description Names the product gives meaning to; set by an admin, signed into every access token as the `roles` claim.
+             */
+            roles: string[];
+            /**
              * Created At
              * Format: date-time
              */
@@ -988,6 +1016,11 @@ export interface components {
             is_superuser?: boolean | null;
             /** Email Verified */
             email_verified?: boolean | null;
+            /**
+             * Roles
+             * @description The user's roles, replacing the current list (duplicates are dropped; `[]` removes every role). Each matches `^[a-z][a-z0-9_.:-]{0,63}$`; at most 32.
+             */
+            roles?: string[] | null;
         };
         /** AuditEventOut */
         AuditEventOut: {
@@ -1027,7 +1060,7 @@ export interface components {
          * AuditType
          * @enum {string}
          */
-        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed" | "mfa_enrollment_started" | "mfa_enabled" | "mfa_disabled" | "mfa_recovery_codes_regenerated" | "mfa_required" | "passkey_added" | "passkey_removed" | "passkeys_removed_by_admin";
+        AuditType: "register" | "email_verified" | "login_succeeded" | "login_failed" | "refresh" | "refresh_reuse_detected" | "logout" | "logout_all" | "session_revoked" | "password_reset_requested" | "password_reset_completed" | "password_changed" | "email_change_requested" | "email_change_confirmed" | "account_deleted" | "user_updated_by_admin" | "oauth_login" | "oauth_link_started" | "oauth_linked" | "oauth_unlinked" | "provider_token_stored" | "provider_token_refreshed" | "provider_token_revoked" | "provider_token_accessed" | "mfa_enrollment_started" | "mfa_enabled" | "mfa_disabled" | "mfa_recovery_codes_regenerated" | "mfa_required" | "passkey_added" | "passkey_removed" | "passkeys_removed_by_admin" | "sessions_revoked_all";
         /** AuthorizationUrl */
         AuthorizationUrl: {
             /** Authorization Url */
@@ -1112,6 +1145,8 @@ export interface components {
             scope?: string | null;
             /** Amr */
             amr?: string[] | null;
+            /** Roles */
+            roles?: string[] | null;
             /** Token Type */
             token_type?: string | null;
             /** Client Id */
@@ -1522,6 +1557,11 @@ export interface components {
             is_active: boolean;
             /** Is Superuser */
             is_superuser: boolean;
+            /**
+             * Roles
+             * @description Names the product gives meaning to; set by an admin, signed into every access token as the `roles` claim.
+             */
+            roles: string[];
             /**
              * Created At
              * Format: date-time
@@ -5474,6 +5514,91 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revoke_all_sessions_api_v1_admin_sessions_revoke_all_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (a body that is not JSON, an invalid Content-Length) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated or invalid token */
+            401: {
+                headers: {
+                    /** @description `Bearer` (`Basic` where the caller authenticates as a client) */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

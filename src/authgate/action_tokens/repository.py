@@ -61,6 +61,15 @@ class ActionTokenRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def supersede_all(self, db: AsyncSession, kind: ActionKind, now: datetime) -> None:
+        """Mark every unused token of this kind, of every user, used at ``now``."""
+        await db.execute(
+            update(ActionToken)
+            .where(ActionToken.kind == kind.value, ActionToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
     async def usable(
         self, db: AsyncSession, kind: ActionKind, token_hash: str, now: datetime
     ) -> ActionToken | None:

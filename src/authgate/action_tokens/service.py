@@ -69,6 +69,10 @@ class ActionTokenService:
         """Make every unused token of this kind for this user unusable."""
         await self._repo.supersede(db, kind, user_id, now or utc_now())
 
+    async def supersede_all(self, db: AsyncSession, kind: ActionKind, now: datetime) -> None:
+        """Make every unused token of this kind, of every user, unusable (a revoke-all)."""
+        await self._repo.supersede_all(db, kind, now)
+
     async def peek(self, db: AsyncSession, kind: ActionKind, raw: str) -> SpentToken | None:
         """The token's owner if it is currently usable, without spending it."""
         if not OpaqueTokens.looks_like(PREFIX[kind], raw):

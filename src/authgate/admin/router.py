@@ -175,6 +175,24 @@ async def revoke_sessions(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post(
+    "/sessions/revoke-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    responses=error_responses(401, 403, 503),
+)
+async def revoke_all_sessions(
+    admin: Superuser, db: DbDep, service: AdminServiceDep, client: ClientDep
+) -> Response:
+    """Emergency revocation: ends every session of every user (the caller's too) and refuses
+    every access token issued before this moment, on every process within a second. A sign-in
+    made right after works. Audited (`sessions_revoked_all`). 503 when the shared store is
+    down: then nothing is changed."""
+    await service.revoke_all_sessions(db, admin, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/audit-events",
     status_code=status.HTTP_200_OK,

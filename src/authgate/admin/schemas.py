@@ -8,9 +8,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from authgate.core.errors import ValidationFailed
 from authgate.core.text import OneLine
@@ -20,6 +20,11 @@ from authgate.users.schemas import UserOut
 
 #: Longer cursors are refused before any decoding.
 MAX_CURSOR_LENGTH = 512
+#: What a role looks like (contract §11), and how many a user may have.
+ROLE_PATTERN: Final = r"^[a-z][a-z0-9_.:-]{0,63}$"
+MAX_ROLES: Final = 32
+
+Role = Annotated[str, StringConstraints(pattern=ROLE_PATTERN)]
 
 
 class AdminUser(UserOut):
@@ -56,6 +61,12 @@ class AdminUserUpdate(BaseModel):
     is_active: bool | None = None
     is_superuser: bool | None = None
     email_verified: bool | None = None
+    roles: list[Role] | None = Field(
+        default=None,
+        max_length=MAX_ROLES,
+        description="The user's roles, replacing the current list (duplicates are dropped; "
+        "`[]` removes every role). Each matches `^[a-z][a-z0-9_.:-]{0,63}$`; at most 32.",
+    )
 
     @field_validator("is_active", "is_superuser", "email_verified")
     @classmethod
@@ -64,6 +75,13 @@ class AdminUserUpdate(BaseModel):
         if value is None:
             raise ValueError("must be true or false")
         return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: list[str] | None) -> list[str]:
+        if value is None:
+            raise ValueError("must be a list of roles")
+        return list(dict.fromkeys(value))  # the first occurrence of each, in order
 
     def changes(self) -> dict[str, Any]:
         """The fields the request actually sent (an omitted field is left alone)."""

@@ -178,6 +178,10 @@ class AdminService:
         )
         await db.flush()
 
+    async def revoke_all_sessions(self, db: AsyncSession, admin: User, client: ClientInfo) -> int:
+        """Emergency revocation: every session of every user, the admin's own included."""
+        return await self._sessions.revoke_all(db, client, by="admin", admin_id=admin.id)
+
     async def reset_mfa(
         self, db: AsyncSession, admin: User, user_id: uuid.UUID, client: ClientInfo
     ) -> None:

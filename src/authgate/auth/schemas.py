@@ -147,6 +147,8 @@ class IntrospectionResponse(BaseModel):
     scope: str | None = None
     #: The token's ``amr`` claim (``[]`` for a token issued before the claim existed).
     amr: list[str] | None = None
+    #: The token's ``roles`` claim (``[]`` for a token issued before the claim existed).
+    roles: list[str] | None = None
     token_type: str | None = None
     client_id: str | None = None
     iss: str | None = None

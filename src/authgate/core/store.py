@@ -82,6 +82,10 @@ class Store(Protocol):
 
     async def set_float(self, key: str, value: float, ttl_seconds: float) -> None: ...
 
+    async def set_float_if_absent(self, key: str, value: float, ttl_seconds: float) -> bool:
+        """``set_float`` unless the key exists (atomically); whether it was set."""
+        ...
+
     async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> int:
         """Atomically add ``amount`` and (re)start the key's life at ``ttl_seconds``; new value."""
         ...
@@ -186,6 +190,12 @@ class MemoryStore(Store):
     async def set_float(self, key: str, value: float, ttl_seconds: float) -> None:
         self._put(key, float(value), ttl_seconds)
 
+    async def set_float_if_absent(self, key: str, value: float, ttl_seconds: float) -> bool:
+        if self._get(key) is not None:
+            return False
+        self._put(key, float(value), ttl_seconds)
+        return True
+
     async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> int:
         value = int(self._get(key) or 0) + amount
         self._put(key, float(value), ttl_seconds)
@@ -278,6 +288,13 @@ class RedisStore(Store):
     async def set_float(self, key: str, value: float, ttl_seconds: float) -> None:
         with _unavailable():
             await self._redis.set(self._k(key), repr(float(value)), px=_ttl_ms(ttl_seconds))
+
+    async def set_float_if_absent(self, key: str, value: float, ttl_seconds: float) -> bool:
+        with _unavailable():
+            done = await self._redis.set(
+                self._k(key), repr(float(value)), px=_ttl_ms(ttl_seconds), nx=True
+            )
+        return bool(done)
 
     async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> int:
         name = self._k(key)

@@ -12,6 +12,7 @@ from authgate.models.passkey import Passkey
 from authgate.models.provider_token import ProviderToken
 from authgate.models.recovery_code import RecoveryCode
 from authgate.models.refresh_token import RefreshToken
+from authgate.models.service_revocation import ServiceRevocation
 from authgate.models.sign_in_pair import SignInPair
 from authgate.models.totp_secret import TotpSecret
 from authgate.models.user import User
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderToken",
     "RecoveryCode",
     "RefreshToken",
+    "ServiceRevocation",
     "SignInPair",
     "TotpSecret",
     "User",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.core.db import Base, Timestamped, UUIDPrimaryKey
@@ -28,3 +28,6 @@ class User(UUIDPrimaryKey, Timestamped, Base):
     tokens_valid_after: Mapped[datetime] = mapped_column(default=utc_now)
     password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Names the product gives meaning to (``support``, ``billing:read``), signed into every
+    #: access token as the ``roles`` claim; set by an admin only (a JSON array of strings).
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")

@@ -38,6 +38,7 @@ class PrincipalSnapshot:
     email_verified: bool
     is_active: bool
     is_superuser: bool
+    roles: list[str]
     created_at: datetime
     updated_at: datetime
     tokens_valid_after: float
@@ -54,6 +55,7 @@ class PrincipalSnapshot:
             email_verified=user.email_verified,
             is_active=user.is_active,
             is_superuser=user.is_superuser,
+            roles=list(user.roles),
             created_at=user.created_at,
             updated_at=user.updated_at,
             tokens_valid_after=user.tokens_valid_after.timestamp(),
@@ -147,6 +149,10 @@ class PrincipalCache:
         gone = set(session_ids)
         for key in [k for k in self._entries if k[1] in gone]:
             self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every snapshot (a revoke-all: every session may have ended)."""
+        self._entries.clear()
 
     def forget_user(self, user_id: uuid.UUID) -> None:
         for key in [k for k in self._entries if k[0] == user_id]:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import UTCDateTime
 from authgate.core.time import as_utc
-from authgate.models import AuditEvent, AuthSession, RefreshToken, User
+from authgate.models import AuditEvent, AuthSession, RefreshToken, ServiceRevocation, User
 
 # The refresh hot path's statements, built once: no per-request construction or cache-key work.
 _TOKENS = RefreshToken.__table__
@@ -46,7 +46,7 @@ _SUCCESSOR_COLUMNS = (
 _AUDIT_COLUMNS = ("id", "created_at", "type", "user_id", "session_id", "ip_address", "user_agent")
 
 
-def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str]:
+def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str, list[str]]:
     """The whole rotation as one statement: data-modifying CTEs spend the token, insert its
     successor and the audit row, and the SELECT hands back what the response needs.
 
@@ -64,6 +64,7 @@ def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str]:
             AuthSession.user_id,
             AuthSession.expires_at,
             AuthSession.amr,
+            User.roles,
         )
         .cte("spent")
     )
@@ -102,7 +103,9 @@ def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str]:
         .cte("audit")
     )
     return (
-        select(spent.c.user_id, spent.c.session_id, successor.c.expires_at, spent.c.amr)
+        select(
+            spent.c.user_id, spent.c.session_id, successor.c.expires_at, spent.c.amr, spent.c.roles
+        )
         .select_from(spent.join(successor, true()))
         .add_cte(audit)
     )
@@ -121,8 +124,10 @@ _SPEND_SQLITE = (
     .values(used_at=_NOW)
     .returning(RefreshToken.id, RefreshToken.session_id)
 )
-_SESSION_FACTS = select(AuthSession.user_id, AuthSession.expires_at, AuthSession.amr).where(
-    AuthSession.id == bindparam("session_id")
+_SESSION_FACTS = (
+    select(AuthSession.user_id, AuthSession.expires_at, AuthSession.amr, User.roles)
+    .join(User, User.id == AuthSession.user_id)
+    .where(AuthSession.id == bindparam("session_id"))
 )
 _INSERT_SESSION = insert(AuthSession)
 _INSERT_TOKEN = insert(RefreshToken)
@@ -139,6 +144,8 @@ class Rotated:
     expires_at: datetime
     #: The session's method references (``amr``), for the new access token.
     amr: tuple[str, ...]
+    #: The user's roles as the spend read them, for the new access token.
+    roles: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +234,9 @@ class SessionRepository:
         successor (idle deadline ``min(idle_deadline, session end)``) and the audit row; None
         when the token could not be spent.
 
+        The user's roles come with the row that decides the spend (the user is joined for
+        ``is_active`` anyway), so a role change reaches the next refresh without a query more.
+
         The spend is one conditional ``UPDATE``: of any number of concurrent callers exactly
         one gets the row; the others see ``used_at`` already set. On PostgreSQL the whole
         rotation is that one statement (see ``_rotate_postgresql``); on SQLite it is four.
@@ -245,16 +255,16 @@ class SessionRepository:
         }
         if conn.dialect.name == "postgresql":
             row = (await conn.execute(_ROTATE_PG, params)).first()
-            return (
-                None if row is None else Rotated(row[0], row[1], as_utc(row[2]), split_amr(row[3]))
-            )
+            if row is None:
+                return None
+            return Rotated(row[0], row[1], as_utc(row[2]), split_amr(row[3]), tuple(row[4]))
         spent = (
             await conn.execute(_SPEND_SQLITE, {"b_token_hash": token_hash, "now": now})
         ).first()
         if spent is None:
             return None
         token_id, session_id = spent
-        user_id, session_end, amr = (
+        user_id, session_end, amr, roles = (
             await conn.execute(_SESSION_FACTS, {"session_id": session_id})
         ).one()
         expires_at = min(idle_deadline, as_utc(session_end))
@@ -283,7 +293,7 @@ class SessionRepository:
                 "user_agent": user_agent,
             },
         )
-        return Rotated(user_id, session_id, expires_at, split_amr(amr))
+        return Rotated(user_id, session_id, expires_at, split_amr(amr), tuple(roles))
 
     async def token_by_hash(self, db: AsyncSession, token_hash: str) -> RefreshToken | None:
         result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
@@ -381,6 +391,33 @@ class SessionRepository:
             .execution_options(synchronize_session=False)
         )
         return [row[0] for row in result]
+
+    async def revoke_all_sessions(self, db: AsyncSession, now: datetime, reason: str) -> int:
+        """Revoke every live session of every user (one UPDATE); how many."""
+        result = await db.execute(
+            update(AuthSession)
+            .where(AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def service_not_before(self, db: AsyncSession) -> datetime | None:
+        """The instant of the last revoke-all (None: never)."""
+        result = await db.execute(select(ServiceRevocation.not_before))
+        return result.scalar_one_or_none()
+
+    async def set_service_not_before(self, db: AsyncSession, at: datetime) -> None:
+        """Store the instant of a revoke-all in the one row (made by migration 0009; made here
+        again if someone emptied the table)."""
+        result = await db.execute(
+            update(ServiceRevocation)
+            .where(ServiceRevocation.id == 1)
+            .values(not_before=at)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(result, "rowcount", 0):
+            await db.execute(insert(ServiceRevocation).values(id=1, not_before=at))
 
     async def purge_ended(self, db: AsyncSession, now: datetime) -> int:
         """Delete ended sessions (expired or revoked); their tokens go by ON DELETE CASCADE."""

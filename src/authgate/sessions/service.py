@@ -44,6 +44,7 @@ from authgate.core.time import utc_now
 from authgate.models import ActionKind, AuthSession, User
 from authgate.sessions.access import PrincipalCache, PrincipalSnapshot, VerifiedTokens
 from authgate.sessions.repository import SessionRepository, SessionView, split_amr
+from authgate.sessions.revocation import ServiceNotBefore
 from authgate.sign_in_alerts.service import SignInAlerts
 from authgate.users.repository import UserRepository
 from authgate.webhooks import WebhookEvent, session_data
@@ -67,6 +68,7 @@ class TokenIntrospection:
     sid: str | None = None
     scope: str | None = None
     amr: list[str] | None = None
+    roles: list[str] | None = None
     token_type: str | None = None
     client_id: str | None = None
     iss: str | None = None
@@ -107,9 +109,11 @@ class SessionService:
         action_tokens: ActionTokenService,
         users: UserRepository,
         webhooks: WebhookService | None = None,
+        not_before: ServiceNotBefore,
     ) -> None:
         self._webhooks = webhooks or WebhookService.disabled()
         self._settings = settings
+        self._not_before = not_before
         self._action_tokens = action_tokens
         self._store = store
         self._principals = principals
@@ -189,7 +193,9 @@ class SessionService:
         await self._webhooks.emit(
             db, WebhookEvent.session_created, session_data(user.id, session_id, method=method)
         )
-        return self._issue(user.id, session_id, raw, token_hash, now, token_expires_at, amr)
+        return self._issue(
+            user.id, session_id, raw, token_hash, now, token_expires_at, amr, user.roles
+        )
 
     async def refresh(self, db: AsyncSession, raw: str, client: ClientInfo) -> IssuedTokens:
         """Rotate: spend the token, store its successor and an audit row (one statement on
@@ -223,6 +229,7 @@ class SessionService:
             now,
             rotated.expires_at,
             rotated.amr,
+            rotated.roles,
         )
 
     async def _refused(
@@ -259,6 +266,7 @@ class SessionService:
                     successor.issued_at,
                     successor.expires_at,
                     split_amr(session.amr),
+                    user.roles,
                 )
         await self._reuse_detected(db, session.id, session.user_id, token.id, client)
         raise InvalidRefreshToken()
@@ -339,12 +347,19 @@ class SessionService:
         issued_at: datetime,
         expires_at: datetime,
         amr: Sequence[str],
+        roles: Sequence[str],
     ) -> IssuedTokens:
-        # The access token is a function of its refresh token (time and hash) and its session
-        # (the amr, which never changes), so a grace replay gets the very same pair back.
+        # The access token is a function of its refresh token (time and hash), its session
+        # (the amr, which never changes) and the user's roles, so a grace replay gets the very
+        # same pair back (unless an admin changed the roles in between: then the new ones).
         jti = str(uuid.UUID(hex=token_hash[:32]))
         access, claims = self._jwt.issue(
-            user_id=user_id, session_id=session_id, issued_at=issued_at, jti=jti, amr=amr
+            user_id=user_id,
+            session_id=session_id,
+            issued_at=issued_at,
+            jti=jti,
+            amr=amr,
+            roles=roles,
         )
         return IssuedTokens(access, claims, raw, expires_at, session_id)
 
@@ -454,6 +469,33 @@ class SessionService:
         await self._deny_sessions(ids)
         return ids
 
+    async def revoke_all(
+        self, db: AsyncSession, client: ClientInfo | None, *, by: str, admin_id: uuid.UUID | None
+    ) -> int:
+        """Emergency revocation: end every session of every user and refuse every access
+        token issued before now, on every process within a second (``sessions/revocation.py``).
+        Pending email changes are cancelled, as by an admin's revoke. Audited; the number of
+        sessions ended.
+
+        The instant is stored in the database and published in the shared store before the
+        unit of work commits: without the store nothing is changed (503, or the CLI's error).
+        """
+        now = utc_now()
+        await self._repo.set_service_not_before(db, now)
+        ended = await self._repo.revoke_all_sessions(db, now, "revoked_all")
+        await self._action_tokens.supersede_all(db, ActionKind.change_email, now)
+        detail: dict[str, str | int] = {"by": by, "sessions_ended": ended}
+        if admin_id is not None:
+            detail["admin_id"] = str(admin_id)
+        self._audit.record(db, AuditType.sessions_revoked_all, client=client, detail=detail)
+        await db.flush()
+        try:
+            await self._not_before.publish(now)
+        except StoreUnavailable:
+            raise ServiceUnavailable() from None
+        logger.warning("auth.sessions.revoked_all", extra={"by": by, "sessions_ended": ended})
+        return ended
+
     async def _deny_sessions(self, session_ids: list[uuid.UUID]) -> None:
         """Publish revocations in the shared store, so every process refuses the sessions'
         access tokens at once (kept as long as such a token can live)."""
@@ -467,6 +509,8 @@ class SessionService:
 
     async def _claims(self, token: str) -> AccessClaims:
         claims = self._tokens.decode(token)
+        if not self._not_before.admits(claims.iat):
+            raise InvalidAccessToken()  # issued before a revoke-all: no round trip needed
         try:
             (denied,) = await self._store.has_any_flag([f"revoked-sid:{claims.sid}"])
         except StoreUnavailable:
@@ -527,6 +571,7 @@ class SessionService:
             sid=str(claims.sid),
             scope=claims.scope,
             amr=list(claims.amr),
+            roles=list(claims.roles),
             token_type="Bearer",  # noqa: S106
             client_id=client_id,
             iss=self._settings.public_url,

@@ -40,6 +40,7 @@ class UserChanges(TypedDict, total=False):
     is_active: bool
     is_superuser: bool
     tokens_valid_after: datetime
+    roles: list[str]
 
 
 class UserRepository:

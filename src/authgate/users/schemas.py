@@ -18,6 +18,10 @@ class UserOut(BaseModel):
     email_verified: bool
     is_active: bool
     is_superuser: bool
+    roles: list[str] = Field(
+        description="Names the product gives meaning to; set by an admin, signed into every "
+        "access token as the `roles` claim."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -60,6 +60,9 @@ class AccessClaims:
     #: RFC 8176 authentication method references of the sign-in that opened the session
     #: (``()`` for a token issued before the claim existed).
     amr: tuple[str, ...]
+    #: The user's roles when the token was issued (``()`` for a token issued before the claim
+    #: existed).
+    roles: tuple[str, ...]
     raw: dict[str, Any]
 
 
@@ -141,9 +144,10 @@ class JWTService:
         issued_at: datetime | None = None,
         jti: str | None = None,
         amr: Sequence[str] = (),
+        roles: Sequence[str] = (),
     ) -> tuple[str, AccessClaims]:
-        """Sign an access token with the current key; ``amr`` becomes the ``amr`` claim (a JSON
-        array, present in every token, ``[]`` when empty).
+        """Sign an access token with the current key; ``amr`` and ``roles`` become the claims of
+        those names (JSON arrays, present in every token, ``[]`` when empty).
 
         ``issued_at``/``jti`` let a caller re-issue a byte-identical token (EdDSA, RS256 and HS256
         signatures are deterministic; ES256 ones are not, the claims still are).
@@ -164,6 +168,7 @@ class JWTService:
             "exp": iat + self._ttl,
             "scope": scope,
             "amr": list(amr),
+            "roles": list(roles),
         }
         key = self._ring.current
         token = self._jwt.encode(
@@ -181,6 +186,7 @@ class JWTService:
             exp=claims["exp"],
             scope=scope,
             amr=tuple(amr),
+            roles=tuple(roles),
             raw=claims,
         )
 
@@ -263,6 +269,9 @@ class JWTService:
         amr = payload.get("amr", [])
         if not isinstance(amr, list) or not all(isinstance(v, str) for v in amr):
             raise InvalidAccessToken()
+        roles = payload.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(v, str) for v in roles):
+            raise InvalidAccessToken()
         claims = AccessClaims(
             sub=_canonical_uuid(payload["sub"]),
             sid=_canonical_uuid(payload["sid"]),
@@ -272,6 +281,7 @@ class JWTService:
             exp=exp,
             scope=scope,
             amr=tuple(amr),
+            roles=tuple(roles),
             raw=payload,
         )
         now = int(utc_now().timestamp())
