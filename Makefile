@@ -102,6 +102,7 @@ bench-inprocess: setup
 	$(UV) run --frozen python -m bench.inprocess refresh
 	$(UV) run --frozen python -m bench.inprocess login
 	$(UV) run --frozen python -m bench.inprocess register
+	$(UV) run --frozen python -m bench.inprocess passkey
 
 clean:
 	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
 
-``python -m bench.inprocess refresh|login|register [--profile]`` starts a throwaway PostgreSQL
+``python -m bench.inprocess refresh|login|register|passkey [--profile]`` starts a throwaway PostgreSQL
 (``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
 app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
 CPU time of one request as the minimum and median of batches:
@@ -12,6 +12,10 @@ CPU time of one request as the minimum and median of batches:
   Argon2 hashing (in the pool's threads) is left out.
 - ``register``: ``time.process_time`` of ``POST /auth/register`` with a new address each time:
   every thread's CPU (password policy and strength scoring, Argon2, the request, the mail).
+- ``passkey``: ``time.process_time`` of ``POST /auth/passkey/verify`` alone (the options call
+  and the software authenticator's signature are made outside the timed part): py_webauthn's
+  checks, the one indexed credential lookup, the session. ``tests/support/passkeys.py`` is the
+  authenticator.
 - ``password-check``: what the strength check adds to a registration's password work, as an
   A/B in one process: 16 concurrent "validate + Argon2 hash" at a time (like 16 clients
   registering), ``AUTHGATE_PASSWORD_MIN_STRENGTH`` 0 and 3 alternating, process CPU per
@@ -51,7 +55,9 @@ EMAIL = "inprocess@example.com"
 BATCHES = 12
 
 
-async def call(app: Any, path: str, payload: dict[str, str]) -> tuple[int, dict[str, Any]]:
+async def call(
+    app: Any, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[str, Any]]:
     """One POST through the ASGI app, as uvicorn would make it."""
     body = json.dumps(payload).encode()
     inbox = [{"type": "http.request", "body": body, "more_body": False}]
@@ -78,6 +84,7 @@ async def call(app: Any, path: str, payload: dict[str, str]) -> tuple[int, dict[
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"user-agent", b"bench-inprocess"),
+            *(headers or []),
         ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
@@ -157,7 +164,42 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
             assert status == 202, body
 
         client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-inprocess")
-        if endpoint == "register":
+        if endpoint == "passkey":
+            from tests.support.passkeys import SoftAuthenticator
+
+            authenticator = SoftAuthenticator()
+            bearer = [(b"authorization", f"Bearer {pair['access_token']}".encode())]
+            path = f"{API}/users/me/passkeys"
+            status, options = await call(app, f"{path}/options", {}, bearer)
+            assert status == 200, options
+            credential = authenticator.create(options)
+            status, body = await call(app, path, {"credential": credential}, bearer)
+            assert status == 201, body
+
+            async def passkey_sign_in(clock: Callable[[], float] = time.process_time) -> float:
+                status, body = await call(app, f"{API}/auth/passkey/options", {})
+                assert status == 200, body
+                answer = {"flow_token": body["flow_token"]}
+                answer["credential"] = authenticator.get(body["options"])
+                started = clock()
+                status, body = await call(app, f"{API}/auth/passkey/verify", answer)
+                spent = clock() - started
+                assert status == 200, body
+                return spent
+
+            for _ in range(20):
+                await passkey_sign_in()
+            timings = []
+            for _ in range(BATCHES):
+                spent = [await passkey_sign_in() for _ in range(30)]
+                timings.append(sum(spent) / len(spent) * 1000)
+            report("POST /auth/passkey/verify, process CPU", timings)
+
+            async def target() -> None:
+                await passkey_sign_in()
+
+            batch = 30
+        elif endpoint == "register":
             # Every thread's CPU: the password check, the Argon2 hash, the request, the mail.
             target, clock, batch = http_register, time.process_time, 20
             for _ in range(10):
@@ -223,7 +265,9 @@ async def password_check_ab(rounds: int = 6, batches: int = 10, concurrency: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("endpoint", choices=["refresh", "login", "register", "password-check"])
+    parser.add_argument(
+        "endpoint", choices=["refresh", "login", "register", "passkey", "password-check"]
+    )
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the endpoint")
     args = parser.parse_args()
     if args.endpoint == "password-check":
