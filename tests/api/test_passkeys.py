@@ -4,11 +4,14 @@ check refuses, driven by a software authenticator."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
+from authgate.core.time import shifted
 from authgate.models import AuditEvent
 from authgate.runtime import Runtime
 from tests.support.api import API, amr_of, assert_problem, mail_with_subject, me
@@ -18,6 +21,7 @@ from tests.support.factories import Factory
 from tests.support.mail import SmtpSink
 from tests.support.passkeys import (
     SoftAuthenticator,
+    SoftCredential,
     creation_options,
     register,
     request_options,
@@ -378,3 +382,36 @@ async def test_admin_sees_the_count_and_removes_the_passkeys(
     assert shown.json()["passkeys"] == 0
     again = await client.delete(f"{API}/admin/users/{user.id}/passkeys", headers=admin.auth)
     assert again.status_code == 204
+
+
+async def test_an_expired_challenge_another_key_and_a_deleted_user_are_refused(
+    factory: Factory, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The rest of issue 16's refusals: a challenge past ``WEBAUTHN_CHALLENGE_TTL``, a valid
+    signature by a key that is not the registered one, the passkey of a deleted account."""
+    account = await factory.account()
+    authenticator = SoftAuthenticator()
+    await register(client, account.access_token, authenticator)
+
+    flow_token, request = await request_options(client)
+    assertion = authenticator.get(request)
+    with shifted(timedelta(seconds=runtime.settings.webauthn_challenge_ttl + 1)):
+        assert_problem(await verify(client, flow_token, assertion), 401, "invalid_credentials")
+
+    registered = authenticator.credentials[-1]
+    impostor = SoftCredential(
+        credential_id=registered.credential_id,
+        key=ec.generate_private_key(ec.SECP256R1()),
+        rp_id=registered.rp_id,
+        user_handle=registered.user_handle,
+    )
+    flow_token, request = await request_options(client)
+    forged = authenticator.get(request, credential=impostor)
+    assert_problem(await verify(client, flow_token, forged), 401, "invalid_credentials")
+    assert (await sign_in(client, authenticator)).status_code == 200  # the real key still works
+
+    deleted = await client.request(
+        "DELETE", f"{API}/users/me", json={"password": account.password}, headers=account.auth
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert_problem(await sign_in(client, authenticator), 401, "invalid_credentials")
