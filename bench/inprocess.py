@@ -59,6 +59,14 @@ async def call(
     app: Any, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[int, dict[str, Any]]:
     """One POST through the ASGI app, as uvicorn would make it."""
+    status, _, body = await call_with_headers(app, path, payload, headers)
+    return status, body
+
+
+async def call_with_headers(
+    app: Any, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
+    """One POST through the ASGI app: the status, the response headers and the JSON body."""
     body = json.dumps(payload).encode()
     inbox = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict[str, Any]] = []
@@ -92,7 +100,7 @@ async def call(
     }
     await app(scope, receive, send)
     data = b"".join(m.get("body", b"") for m in sent[1:])
-    return sent[0]["status"], json.loads(data) if data else {}
+    return sent[0]["status"], sent[0]["headers"], json.loads(data) if data else {}
 
 
 async def per_call_ms(
@@ -142,6 +150,19 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
             status, pair = await call(app, f"{API}/auth/refresh", {"refresh_token": token})
             assert status == 200, pair
             token = str(pair["refresh_token"])
+
+        cookie_token = ""
+
+        async def http_refresh_cookie() -> None:
+            nonlocal cookie_token
+            headers = [
+                (b"origin", b"http://localhost:5173"),
+                (b"cookie", f"authgate_refresh={cookie_token}".encode()),
+            ]
+            status, answer, pair = await call_with_headers(app, f"{API}/auth/refresh", {}, headers)
+            assert status == 200, pair
+            cookie = next(value for name, value in answer if name == b"set-cookie").decode()
+            cookie_token = cookie.split(";", 1)[0].split("=", 1)[1]
 
         async def service_refresh() -> None:
             nonlocal token
@@ -214,6 +235,21 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
                 "SessionService.refresh + commit, process CPU",
                 await per_call_ms(service_refresh, clock, batch),
             )
+            # The cookie transport on a second session, alternated with the body transport.
+            status, pair = await call(app, f"{API}/auth/login", credentials)
+            assert status == 200, pair
+            cookie_token = str(pair["refresh_token"])
+            for _ in range(50):
+                await http_refresh_cookie()
+            body_ms: list[float] = []
+            cookie_ms: list[float] = []
+            for _ in range(4):
+                body_ms += await per_call_ms(target, clock, batch // 3)
+                cookie_ms += await per_call_ms(http_refresh_cookie, clock, batch // 3)
+            report("POST /auth/refresh (body), alternating", body_ms)
+            report("POST /auth/refresh (cookie + Origin), alternating", cookie_ms)
+            ratio = statistics.median(cookie_ms) / statistics.median(body_ms)
+            print(f"cookie ÷ body CPU (medians): {ratio:.3f}")
         else:
             target, clock, batch = http_login, time.thread_time, 30
             for _ in range(20):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -44,6 +46,9 @@ from authgate.verification.service import VerificationService
 from authgate.webhooks.dispatcher import WebhookDispatcher
 from authgate.webhooks.service import WebhookService
 
+if TYPE_CHECKING:
+    from authgate.auth.transport import CookieRules
+
 
 @dataclass
 class Runtime:
@@ -82,6 +87,13 @@ class Runtime:
     breach_http: httpx.AsyncClient | None = None
     #: Delivers the webhook outbox where mail is delivered (None without endpoints).
     webhook_dispatcher: WebhookDispatcher | None = None
+
+    @functools.cached_property
+    def cookie_rules(self) -> CookieRules:
+        """The refresh cookie's attributes and the origins that may use it (``auth.transport``)."""
+        from authgate.auth.transport import CookieRules
+
+        return CookieRules.of(self.settings)
 
     @classmethod
     def build(cls, settings: Settings, *, with_dispatcher: bool | None = None) -> Runtime:

@@ -119,11 +119,26 @@ def origin_allowed(header: str | None, allowed: frozenset[str]) -> bool:
     with a path, query or fragment is not."""
     if not header:
         return False
+    if header in allowed:  # a browser's serialisation, as the allowlist holds it: no parsing
+        return True
     parts = urlsplit(header.strip())
     if parts.path or parts.query or parts.fragment:
         return False
     origin = origin_of(header)
     return origin is not None and origin in allowed
+
+
+@dataclass(frozen=True, slots=True)
+class CookieRules:
+    """The refresh cookie and the origins that may use it, worked out once per runtime
+    (``Runtime.cookie_rules``) rather than on every request."""
+
+    cookie: RefreshCookie
+    origins: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> CookieRules:
+        return cls(cookie=RefreshCookie.of(settings), origins=allowed_origins(settings))
 
 
 class TokenTransport:
@@ -134,13 +149,13 @@ class TokenTransport:
     into the answer only when the handler returns normally: an error answer never sets or clears
     the cookie."""
 
-    __slots__ = ("_by_cookie", "_cookie", "_request", "_response", "_settings")
+    __slots__ = ("_by_cookie", "_cookie", "_origins", "_request", "_response")
 
-    def __init__(self, request: Request, response: Response, settings: Settings) -> None:
+    def __init__(self, request: Request, response: Response, rules: CookieRules) -> None:
         self._request = request
         self._response = response
-        self._settings = settings
-        self._cookie = RefreshCookie.of(settings)
+        self._cookie = rules.cookie
+        self._origins = rules.origins
         self._by_cookie = False
 
     @property
@@ -183,7 +198,7 @@ class TokenTransport:
         cookie = self._request.cookies.get(self._cookie.name)
         if not cookie:
             return None
-        if not origin_allowed(self._request.headers.get("origin"), allowed_origins(self._settings)):
+        if not origin_allowed(self._request.headers.get("origin"), self._origins):
             raise CsrfFailed()
         self._by_cookie = True
         return cookie
@@ -199,7 +214,7 @@ class TokenTransport:
 
 
 async def token_transport(request: Request, response: Response) -> TokenTransport:
-    return TokenTransport(request, response, runtime_of(request).settings)
+    return TokenTransport(request, response, runtime_of(request).cookie_rules)
 
 
 TokenTransportDep = Annotated[TokenTransport, Depends(token_transport)]
