@@ -7,12 +7,16 @@ throwaway PostgreSQL), drives them with wrk and prints one table plus
 
 Environment: ``BENCH_DB`` (sqlite|postgres), ``BENCH_DURATION`` (seconds per scenario, 8),
 ``BENCH_WRK_THREADS`` (1), ``BENCH_CONNECTIONS`` (32), ``BENCH_STORM_CONNECTIONS`` (64),
-``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_WEBHOOK_ENDPOINTS`` (0), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20).
+``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_PASSKEY_ASSERTIONS`` (3000),
+``BENCH_WEBHOOK_ENDPOINTS`` (0), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20),
+``BENCH_SCENARIOS`` (comma-separated scenario names to run, e.g. ``register`` or
+``bare,health_live,users_me``; all of them when unset; ``login_storm`` is one of them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -46,6 +50,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Targets of issue 7: (key in "derived", comparison, threshold, label).
 TARGETS: list[tuple[str, str, float, str]] = [
     ("me_vs_bare", ">=", 0.40, "GET /users/me rps / bare FastAPI rps"),
+    ("health_vs_bare", ">=", 0.85, "GET /health/live rps / bare FastAPI rps"),
+    ("me_p99_vs_p50", "<=", 3.0, "GET /users/me p99 / p50"),
     ("login_efficiency", ">=", 0.70, "login rps / (cores / hash time)"),
     ("refresh_rps", ">=", 300.0, "refresh rps (target set for PostgreSQL)"),
     ("health_p99_storm_ms", "<=", 25.0, "health p99 during login storm (ms)"),
@@ -68,6 +74,18 @@ class Config:
     users: int = field(default_factory=lambda: env_int("BENCH_USERS", 4))
     #: Pending second-factor sign-ins made for the mfa_verify scenario (one user each).
     mfa_challenges: int = field(default_factory=lambda: env_int("BENCH_MFA_CHALLENGES", 4000))
+    #: Signed passkey assertions made for the passkey_verify scenario (one flow each).
+    passkey_assertions: int = field(
+        default_factory=lambda: env_int("BENCH_PASSKEY_ASSERTIONS", 3000)
+    )
+    #: The scenarios to run (``BENCH_SCENARIOS``); None: all.
+    only: frozenset[str] | None = field(
+        default_factory=lambda: (
+            frozenset(n.strip() for n in os.environ["BENCH_SCENARIOS"].split(",") if n.strip())
+            if os.environ.get("BENCH_SCENARIOS")
+            else None
+        )
+    )
     probe_rate: float = field(
         default_factory=lambda: float(os.environ.get("BENCH_PROBE_RATE", "20"))
     )
@@ -114,6 +132,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    workers: int = 1
 
     @property
     def url(self) -> str:
@@ -124,6 +143,13 @@ class Server:
         more it forks, then the first child python process is the one that serves."""
         children = descendants(self.process.pid)
         return children[0] if children else self.process.pid
+
+    def cpu_pids(self) -> list[int]:
+        """Whose CPU a scenario counts: the serving process, or every process of the server
+        when it runs several workers."""
+        if self.workers == 1:
+            return [self.serving_pid()]
+        return [self.process.pid, *descendants(self.process.pid)]
 
 
 def descendants(pid: int) -> list[int]:
@@ -207,6 +233,10 @@ def authgate_overrides() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("AUTHGATE_")}
 
 
+#: The introspection client of the ``introspect`` scenario (HTTP Basic ``user:password``).
+INTROSPECTION_CLIENT = "bench-service:" + "s" * 40
+
+
 def authgate_env(
     tmp: Path, database_url: str, port: int, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -219,6 +249,7 @@ def authgate_env(
         AUTHGATE_KEYS_DIR=str(tmp / "keys"),
         AUTHGATE_RATE_LIMITS_ENABLED="false",
         AUTHGATE_EMAIL_BACKEND="console",
+        AUTHGATE_INTROSPECTION_CLIENTS=INTROSPECTION_CLIENT,
         PYTHONPATH=str(ROOT),
     )
     return env
@@ -259,11 +290,11 @@ def run_wrk(
         str(LUA / scenario.script),
         server.url + scenario.path,
     ]
-    pid = server.serving_pid()
-    ticks, machine, started = cpu_ticks(pid), machine_ticks(), time.monotonic()
+    pid, pids = server.serving_pid(), server.cpu_pids()
+    ticks, machine, started = sum(map(cpu_ticks, pids)), machine_ticks(), time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - started
-    cpu_seconds = (cpu_ticks(pid) - ticks) / CLK_TCK
+    cpu_seconds = (sum(map(cpu_ticks, pids)) - ticks) / CLK_TCK
     cpu = cpu_seconds / wall * 100
     busy, total = (after - before for after, before in zip(machine_ticks(), machine, strict=True))
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -505,28 +536,38 @@ def derive(
     results: dict[str, dict[str, Any]],
     hash_timings: list[float],
     parallel_rate: float,
-    probe: dict[str, Any],
-    rss_storm: float,
+    probe: dict[str, Any] | None,
+    rss_storm: float | None,
     cores: int,
 ) -> dict[str, Any]:
+    """The ratios read against the targets; None where a scenario they need did not run."""
+
+    def rps(name: str) -> float | None:
+        return results[name]["rps"] if name in results else None
+
+    def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+        return round(a / b, digits) if a is not None and b else None
+
     hash_s = statistics.median(hash_timings)
     ideal_login = cores / hash_s
+    me = results.get("users_me")
     return {
         "argon2_hash_ms": round(hash_s * 1000, 1),
         "argon2_hash_ms_samples": [round(t * 1000, 1) for t in hash_timings],
         "ideal_login_rps": round(ideal_login, 1),
-        "login_efficiency": round(results["login"]["rps"] / ideal_login, 3),
+        "login_efficiency": ratio(rps("login"), ideal_login),
         "argon2_parallel_rate": round(parallel_rate, 1),
-        "login_vs_parallel_hashing": round(results["login"]["rps"] / parallel_rate, 3),
-        "me_vs_bare": round(results["users_me"]["rps"] / results["bare"]["rps"], 3),
-        "refresh_rps": results["refresh"]["rps"],
-        "refresh_cookie_vs_body": round(
-            results["refresh_cookie"]["rps"] / results["refresh"]["rps"], 3
-        ),
-        "health_p50_storm_ms": probe["p50_ms"],
-        "health_p99_storm_ms": probe["p99_ms"],
-        "rss_storm_mb": round(rss_storm, 1),
-        "errors_total": probe["failures"]
+        "login_vs_parallel_hashing": ratio(rps("login"), parallel_rate or None),
+        "me_vs_bare": ratio(rps("users_me"), rps("bare")),
+        "health_vs_bare": ratio(rps("health_live"), rps("bare")),
+        "me_p99_vs_p50": ratio(me["p99_ms"], me["p50_ms"], 1) if me else None,
+        "me_two_workers_vs_one": ratio(rps("users_me_2w"), rps("users_me")),
+        "refresh_rps": rps("refresh"),
+        "refresh_cookie_vs_body": ratio(rps("refresh_cookie"), rps("refresh")),
+        "health_p50_storm_ms": probe["p50_ms"] if probe else None,
+        "health_p99_storm_ms": probe["p99_ms"] if probe else None,
+        "rss_storm_mb": round(rss_storm, 1) if rss_storm is not None else None,
+        "errors_total": (probe["failures"] if probe else 0)
         + sum(r["non_2xx"] + r["socket_errors"] for r in results.values()),
     }
 
@@ -546,6 +587,7 @@ def verdicts(derived: dict[str, Any]) -> list[dict[str, Any]]:
             "pass": bool(checks[op](derived[key], threshold)),
         }
         for key, op, threshold, label in TARGETS
+        if derived[key] is not None
     ]
 
 
@@ -575,6 +617,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{report['webhook_deliveries']} deliveries received during the run"
         )
     for name, probe in report["health_probe"].items():
+        if probe is None:
+            continue
         print(
             f"health probe ({name}): p50 {probe['p50_ms']} ms, p99 {probe['p99_ms']} ms, "
             f"max {probe['max_ms']} ms, {probe['samples']} samples, {probe['failures']} failed"
@@ -582,7 +626,11 @@ def print_table(report: dict[str, Any]) -> None:
     derived = report["derived"]
     print(
         f"ratios: login rps / (cores / hash time) = {derived['login_efficiency']}; "
-        f"/users/me rps / bare rps = {derived['me_vs_bare']}"
+        f"/users/me rps / bare rps = {derived['me_vs_bare']}; "
+        f"/health/live rps / bare rps = {derived['health_vs_bare']}; "
+        f"/users/me p99 / p50 = {derived['me_p99_vs_p50']}; "
+        f"/users/me two workers / one = {derived['me_two_workers_vs_one']}; "
+        f"cookie / body refresh = {derived['refresh_cookie_vs_body']}"
     )
     print(
         f"argon2 hash {derived['argon2_hash_ms']} ms -> ideal login "
@@ -628,15 +676,33 @@ def settle(server: Server, timeout: float = 8.0) -> None:
 
 
 def start_servers(cfg: Config, tmp: Path, database_url: str, servers: list[Server]) -> None:
-    port, bare_port = free_port(), free_port()
-    env = authgate_env(tmp, database_url, port, cfg.extra_env)
+    env = authgate_env(tmp, database_url, 0, cfg.extra_env)
     migrate = [sys.executable, "-m", "authgate", "migrate"]
     subprocess.run(migrate, env=env, cwd=tmp, check=True, capture_output=True)
-    flags = ["--host", "127.0.0.1", "--workers", "1", "--port"]
-    serve = [sys.executable, "-m", "authgate", "serve", *flags, str(port)]
-    servers.append(start_server("authgate", serve, env, port, tmp))
-    bare = [sys.executable, "-m", "bench.bare_app", *flags, str(bare_port)]
+    servers.append(start_app(cfg, tmp, database_url))
+    bare_port = free_port()
+    flags = ["--host", "127.0.0.1", "--workers", "1", "--port", str(bare_port)]
+    bare = [sys.executable, "-m", "bench.bare_app", *flags]
     servers.append(start_server("bare", bare, env, bare_port, tmp))
+
+
+def start_app(
+    cfg: Config,
+    tmp: Path,
+    database_url: str,
+    workers: int = 1,
+    name: str = "authgate",
+    public_port: int | None = None,
+) -> Server:
+    """``authgate serve`` on a free port with ``workers`` worker processes; ``public_port``: the
+    port of the public URL (the tokens' issuer) when it is another server's."""
+    port = free_port()
+    env = authgate_env(tmp, database_url, public_port or port, cfg.extra_env)
+    flags = ["--host", "127.0.0.1", "--workers", str(workers), "--port", str(port)]
+    serve = [sys.executable, "-m", "authgate", "serve", *flags]
+    server = start_server(name, serve, env, port, tmp)
+    server.workers = workers
+    return server
 
 
 class WebhookReceiver:
@@ -687,6 +753,11 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
     receiver = WebhookReceiver() if cfg.webhook_endpoints else None
     if receiver is not None:
         cfg.extra_env["AUTHGATE_WEBHOOKS"] = receiver.settings(cfg.webhook_endpoints)
+    results: dict[str, dict[str, Any]] = {}
+    profile: dict[str, Any] | None = None
+    parallel_rate = 0.0
+    storm_probe: dict[str, Any] | None = None
+    rss_storm: float | None = None
     try:
         start_servers(cfg, tmp, database_url, servers)
         app, bare = servers
@@ -709,10 +780,18 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
         logins = {"BENCH_PASSWORD": seed.PASSWORD, "BENCH_USERS": ",".join(emails)}
         registers = {"BENCH_PASSWORD": seed.PASSWORD, "BENCH_RUN_ID": str(os.getpid())}
         bearer = {"BENCH_ACCESS_TOKEN": str(pairs[0]["access_token"])}
+        introspection = {
+            "BENCH_ACCESS_TOKEN": str(pairs[0]["access_token"]),
+            "BENCH_AUTHORIZATION": "Basic "
+            + base64.b64encode(INTROSPECTION_CLIENT.encode()).decode(),
+        }
+        passkey_file = tmp / "passkey_assertions.txt"
         c = cfg.connections
         scenarios = [
             (bare, Scenario("bare", "/", "get.lua", c)),
+            (app, Scenario("health_live", "/health/live", "get.lua", c)),
             (app, Scenario("users_me", f"{API}/users/me", "get.lua", c, bearer)),
+            (None, Scenario("users_me_2w", f"{API}/users/me", "get.lua", c, bearer)),
             (
                 app,
                 Scenario(
@@ -736,6 +815,12 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
             (
                 app,
                 Scenario(
+                    "introspect", f"{API}/auth/introspect", "introspect.lua", c, introspection
+                ),
+            ),
+            (
+                app,
+                Scenario(
                     "mfa_verify",
                     f"{API}/auth/mfa/verify",
                     "mfa_verify.lua",
@@ -743,18 +828,46 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
                     {"BENCH_MFA_FILE": str(mfa_file)},
                 ),
             ),
+            (
+                app,
+                Scenario(
+                    "passkey_verify",
+                    f"{API}/auth/passkey/verify",
+                    "bodies.lua",
+                    c,
+                    {"BENCH_BODIES_FILE": str(passkey_file)},
+                ),
+            ),
             (app, Scenario("login", f"{API}/auth/login", "login.lua", 16, logins)),
             (app, Scenario("register", f"{API}/auth/register", "register.lua", 16, registers)),
         ]
-        results: dict[str, dict[str, Any]] = {}
-        profile: dict[str, Any] | None = None
-        for server, scenario in scenarios:
+        for target, scenario in scenarios:
+            if cfg.only is not None and scenario.name not in cfg.only:
+                continue
+            if target is None:
+                # authgate with two workers, alive for this scenario only: the same database,
+                # keys and issuer as the one-worker server, so its tokens are valid there.
+                target = start_app(
+                    cfg, tmp, database_url, workers=2, name="authgate-2w", public_port=app.port
+                )
+                servers.append(target)
+            server = target
             settle(server)
             if scenario.name == "mfa_verify":
                 # One user per request (a code counts once per account); codes live 30-60 s.
                 env = authgate_env(tmp, database_url, app.port, cfg.extra_env)
                 pairs_mfa = asyncio.run(seed.mfa_challenges(env, cfg.mfa_challenges))
                 mfa_file.write_text("".join(f"{t} {code}\n" for t, code in pairs_mfa))
+                settle(server)
+            if scenario.name == "passkey_verify":
+                # One sign-in flow per request: options fetched and signed ahead (challenges
+                # live AUTHGATE_WEBAUTHN_CHALLENGE_TTL, 300 s).
+                bodies = asyncio.run(
+                    seed.passkey_assertions(
+                        app.url, str(pairs[0]["access_token"]), cfg.passkey_assertions
+                    )
+                )
+                passkey_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
                 settle(server)
             if scenario.name == "login":
                 # The machine's speed drifts (shared hosts): time the hash next to the logins.
@@ -775,14 +888,17 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
             if spy is not None and spy.wait(30) == 0:
                 profile = profile_summary(out)
                 results[scenario.name]["profiled"] = True
+            if server is not app and server is not bare:
+                stop(server.process)
 
         settle(app)
-        print("bench: login storm + health probe ...", flush=True)
-        storm = Scenario(
-            "login_storm", f"{API}/auth/login", "login.lua", cfg.storm_connections, logins
-        )
-        results["login_storm"], storm_probe, rss_storm = login_storm(wrk, cfg, app, storm)
-        settle(app)
+        if cfg.only is None or "login_storm" in cfg.only:
+            print("bench: login storm + health probe ...", flush=True)
+            storm = Scenario(
+                "login_storm", f"{API}/auth/login", "login.lua", cfg.storm_connections, logins
+            )
+            results["login_storm"], storm_probe, rss_storm = login_storm(wrk, cfg, app, storm)
+            settle(app)
     finally:
         for server in reversed(servers):
             stop(server.process)

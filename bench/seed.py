@@ -8,6 +8,11 @@ The second-factor scenario needs one user per request (a TOTP code is accepted o
 ``mfa_challenges`` makes them through the service's own repositories and key ring (the same
 settings as the server), each with a confirmed TOTP secret and a pending ``agm_`` challenge, as a
 right password at ``/auth/login`` would have left it.
+
+The passkey scenario needs one sign-in flow per request (a challenge is single use):
+``passkey_assertions`` registers a passkey of the tests' software authenticator
+(``tests/support/passkeys.py``) for one user over the API, then fetches that many sign-in options
+and signs each, as a browser would between the options call and the verify call.
 """
 
 from __future__ import annotations
@@ -138,3 +143,23 @@ async def mfa_challenges(env: Mapping[str, str], count: int) -> list[tuple[str, 
     finally:
         await runtime.close()
     return pairs
+
+
+async def passkey_assertions(
+    base_url: str, access_token: str, count: int, concurrency: int = 4
+) -> list[dict[str, object]]:
+    """``count`` ready ``POST /auth/passkey/verify`` bodies (flow token + signed assertion) of
+    one passkey, registered here for the user of ``access_token``."""
+    from tests.support import passkeys
+
+    authenticator = passkeys.SoftAuthenticator()
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        await passkeys.register(client, access_token, authenticator)
+
+        async def one() -> dict[str, object]:
+            async with semaphore:
+                flow_token, options = await passkeys.request_options(client)
+            return {"flow_token": flow_token, "credential": authenticator.get(options)}
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
