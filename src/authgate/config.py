@@ -705,6 +705,10 @@ class Settings(BaseSettings):
                 problems.append(
                     f"AUTHGATE_WEBHOOKS: endpoint {index} ({endpoint.host}) is not https"
                 )
+        for origin in self.webauthn_origins or ():
+            if not origin.lower().startswith("https://"):
+                # Browsers make passkeys over plain http for localhost only.
+                problems.append(f"AUTHGATE_WEBAUTHN_ORIGINS: {origin!r} is not https")
         short = [
             c.client_id
             for c in self.provider_token_clients

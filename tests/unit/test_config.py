@@ -68,6 +68,10 @@ def test_safe_production_settings_have_no_problems() -> None:
             "AUTHGATE_REFRESH_COOKIE_SAMESITE=none without AUTHGATE_REFRESH_COOKIE_SECURE",
         ),
         ({"refresh_cookie_secure": False}, "AUTHGATE_REFRESH_COOKIE_SECURE=false"),
+        (
+            {"webauthn_origins": ["https://app.example.com", "http://app.example.com"]},
+            "AUTHGATE_WEBAUTHN_ORIGINS: 'http://app.example.com' is not https",
+        ),
     ],
 )
 def test_production_refuses_unsafe_defaults(override: dict[str, Any], fragment: str) -> None:
