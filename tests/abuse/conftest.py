@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from authgate.core.store import MemoryStore, RedisStore, Store
+from authgate.core.redis_store import RedisStore
+from authgate.core.store import MemoryStore, Store
 from tests.support.abuse import FUNCTIONAL_TIMEOUT, OUTAGE_TIMEOUT, StoreFactory
 from tests.support.servers import RedisServer, redis_server
 

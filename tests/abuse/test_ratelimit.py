@@ -13,7 +13,8 @@ from authgate.config import DEFAULT_RATE_LIMITS
 from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.limits import Limit
 from authgate.core.ratelimit import RateLimiter
-from authgate.core.store import MemoryStore, RedisStore, Store
+from authgate.core.redis_store import RedisStore
+from authgate.core.store import MemoryStore, Store
 from tests.support.abuse import StoreFactory, abuse_settings
 from tests.support.servers import RedisServer
 

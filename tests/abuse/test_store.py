@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
+from authgate.core.redis_store import RedisStore
 from authgate.core.store import (
     MemoryStore,
-    RedisStore,
     Store,
     StoreUnavailable,
     key_digest,

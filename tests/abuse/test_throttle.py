@@ -10,7 +10,8 @@ import pytest
 
 from authgate.core.errors import RateLimited, ServiceUnavailable
 from authgate.core.http import ClientInfo
-from authgate.core.store import MemoryStore, RedisStore, Store
+from authgate.core.redis_store import RedisStore
+from authgate.core.store import MemoryStore, Store
 from authgate.core.throttle import LoginThrottle
 from tests.support.abuse import StoreFactory, abuse_settings
 from tests.support.servers import RedisServer

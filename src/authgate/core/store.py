@@ -3,7 +3,8 @@
 Two implementations of one ``Store`` protocol:
 
 * ``MemoryStore``: a dict with expiry inside the process (the embedded default; one process only).
-* ``RedisStore``: Redis, shared by every replica (``AUTHGATE_REDIS_URL``). Every key is prefixed
+* ``RedisStore`` (``core/redis_store.py``, imported only when ``AUTHGATE_REDIS_URL`` is set: redis-py
+  costs a process ~20 MB of memory): Redis, shared by every replica. Every key is prefixed
   ``authgate:``; every failure (refused connection, timeout, protocol error) surfaces as
   ``StoreUnavailable`` within about ``store_timeout`` seconds, and the client reconnects by
   itself once Redis is back, so nothing has to be rebuilt after an outage.
@@ -20,17 +21,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.errors import StorageError
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from authgate.config import Settings
 from authgate.core.time import utc_now
@@ -40,9 +35,10 @@ logger = logging.getLogger("authgate.store")
 KEY_PREFIX = "authgate:"
 LIMITS_PREFIX = KEY_PREFIX + "limits"
 
-#: Everything a store (or the ``limits`` storage built on it) raises when the backend is gone.
-#: ``OSError`` covers refused connections and ``TimeoutError`` (a subclass since Python 3.11).
-STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, StorageError, OSError)
+#: Everything the ``limits`` storage of a store raises when the backend is gone (it wraps the
+#: backend's own errors in ``StorageError``). ``OSError`` covers refused connections and
+#: ``TimeoutError`` (a subclass since Python 3.11).
+STORE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError)
 
 
 class StoreUnavailable(Exception):
@@ -118,18 +114,6 @@ class _MemoryLimitsStorage(MemoryStorage):
         if self.timer is not None and not self.timer.done():
             self.timer.cancel()
         await self.reset()
-
-
-class _RedispyLimitsStorage(RedisStorage):
-    """``limits``' Redis storage, loading only redis-py.
-
-    The stock class imports every client it could use (coredis, valkey and their dependencies)
-    when it is built; authgate only ever uses redis-py. No ``STORAGE_SCHEME`` here, so the
-    ``limits`` scheme registry is left untouched.
-    """
-
-    # redis>=5.2 is pinned by pyproject.toml; None skips the version lookup.
-    DEPENDENCIES = {"redis": None}  # noqa: RUF012 - overrides the upstream attribute
 
 
 def _ttl_ms(ttl_seconds: float) -> int:
@@ -213,124 +197,10 @@ class MemoryStore(Store):
         await self.limits_storage.aclose()
 
 
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    try:
-        yield
-    except STORE_ERRORS as exc:
-        logger.warning("store.unavailable", extra={"error": type(exc).__name__})
-        raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
-
-
-class RedisStore(Store):
-    """Redis-backed store, shared by every process pointing at the same Redis.
-
-    One connection pool serves both this store and the ``limits`` storage. Socket timeouts of
-    ``settings.store_timeout`` bound every call; a failed command is retried once, immediately,
-    and only for connection errors (a pooled connection that died with a Redis restart), so an
-    outage is reported in about one timeout rather than after a long back-off.
-    """
-
-    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
-        self._pool: aioredis.ConnectionPool = aioredis.ConnectionPool.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=30,
-        )
-        self._redis = aioredis.Redis(connection_pool=self._pool)
-        self.limits_storage = _RedispyLimitsStorage(
-            _limits_uri(url),
-            wrap_exceptions=True,
-            implementation="redispy",
-            key_prefix=LIMITS_PREFIX,
-            connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RedisStore:
-        if not settings.redis_url:
-            raise ValueError("AUTHGATE_REDIS_URL is not set")
-        return cls(settings.redis_url, timeout=settings.store_timeout)
-
-    @staticmethod
-    def _k(key: str) -> str:
-        return KEY_PREFIX + key
-
-    async def set_flag(self, key: str, ttl_seconds: float) -> None:
-        with _unavailable():
-            await self._redis.set(self._k(key), b"1", px=_ttl_ms(ttl_seconds))
-
-    async def has_flag(self, key: str) -> bool:
-        with _unavailable():
-            return bool(await self._redis.exists(self._k(key)))
-
-    async def has_any_flag(self, keys: Sequence[str]) -> list[bool]:
-        if not keys:
-            return []
-        with _unavailable():
-            values = await self._redis.mget([self._k(key) for key in keys])
-        return [value is not None for value in values]
-
-    async def get_float(self, key: str) -> float | None:
-        with _unavailable():
-            raw = await self._redis.get(self._k(key))
-        return None if raw is None else float(raw)
-
-    async def get_floats(self, keys: Sequence[str]) -> list[float | None]:
-        if not keys:
-            return []
-        with _unavailable():
-            values = await self._redis.mget([self._k(key) for key in keys])
-        return [None if raw is None else float(raw) for raw in values]
-
-    async def set_float(self, key: str, value: float, ttl_seconds: float) -> None:
-        with _unavailable():
-            await self._redis.set(self._k(key), repr(float(value)), px=_ttl_ms(ttl_seconds))
-
-    async def set_float_if_absent(self, key: str, value: float, ttl_seconds: float) -> bool:
-        with _unavailable():
-            done = await self._redis.set(
-                self._k(key), repr(float(value)), px=_ttl_ms(ttl_seconds), nx=True
-            )
-        return bool(done)
-
-    async def incr(self, key: str, ttl_seconds: float, amount: int = 1) -> int:
-        name = self._k(key)
-        with _unavailable():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incrby(name, amount)
-                pipe.pexpire(name, _ttl_ms(ttl_seconds))
-                value, _ = await pipe.execute()
-        return int(value)
-
-    async def delete(self, *keys: str) -> None:
-        if not keys:
-            return
-        with _unavailable():
-            await self._redis.delete(*(self._k(key) for key in keys))
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except STORE_ERRORS:
-            return False
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-        await self._pool.aclose()
-
-
-def _limits_uri(url: str) -> str:
-    """The ``limits`` spelling of a redis-py URL (only parsed: the pool is shared)."""
-    if url.startswith("unix://"):
-        return "async+redis+unix://" + url.removeprefix("unix://")
-    return "async+" + url
-
-
 def make_store(settings: Settings) -> Store:
     """Redis when ``AUTHGATE_REDIS_URL`` is set, else the in-process store. Connects lazily."""
     if settings.redis_url:
+        from authgate.core.redis_store import RedisStore
+
         return RedisStore.from_settings(settings)
     return MemoryStore()

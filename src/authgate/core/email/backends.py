@@ -19,9 +19,6 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Protocol
 
 import aiosmtplib
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
 
 from authgate.config import Settings
 
@@ -171,6 +168,8 @@ SES_PERMANENT_CODES = frozenset(
 def classify_ses_error(exc: Exception) -> EmailDeliveryError:
     """Map a boto error to permanent/transient. Unknown codes are transient: the attempt
     limit still ends them, and an operator fix (quota, suspension) can save them."""
+    from botocore.exceptions import ClientError
+
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
         if code in SES_PERMANENT_CODES:
@@ -187,6 +186,12 @@ class SesBackend:
     name = "ses"
 
     def __init__(self, settings: Settings, *, max_workers: int = 4) -> None:
+        # boto3 and botocore cost a process ~20 MB: imported only when SES is the backend.
+        import boto3
+        from botocore.config import Config as BotoConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
         self._configuration_set = settings.ses_configuration_set
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ses")
         self._client: SESV2Client = boto3.client(
@@ -227,7 +232,7 @@ class SesBackend:
     def _send_blocking(self, message: OutgoingEmail) -> str | None:
         try:
             response = self._client.send_email(**self._request(message))
-        except (ClientError, BotoCoreError) as exc:
+        except self._errors as exc:
             raise classify_ses_error(exc) from None
         return response.get("MessageId")
 
