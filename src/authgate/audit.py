@@ -68,9 +68,11 @@ class AuditService:
         user_id: uuid.UUID | None = None,
         session_id: uuid.UUID | None = None,
         client: ClientInfo | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """``record`` as one prebuilt Core INSERT on the unit of work's connection, for hot
-        paths (a login): no ORM object, no unit-of-work flush at commit."""
+        paths (a sign-in): no ORM object, no unit-of-work flush at commit. Pending ORM changes
+        are not flushed first: the rows it refers to must be written already."""
         conn = await db.connection()
         await conn.execute(
             _INSERT,
@@ -82,7 +84,7 @@ class AuditService:
                 "session_id": session_id,
                 "ip_address": client.ip_address if client else None,
                 "user_agent": client.user_agent if client else None,
-                "detail": None,
+                "detail": detail or None,
             },
         )
         self.log(type_, user_id=user_id, session_id=session_id)

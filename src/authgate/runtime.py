@@ -191,7 +191,7 @@ class Runtime:
             webhooks=webhooks,
         )
         mfa_challenges = MfaChallenges(settings, opaque, factors, audit, users_repo, throttle)
-        passkeys = PasskeyService(settings, opaque, audit, users_repo, email)
+        passkeys = PasskeyService(settings, opaque, audit, email)
         auth = AuthService(
             settings,
             passwords,

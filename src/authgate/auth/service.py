@@ -333,23 +333,14 @@ class AuthService:
         if method == "password":
             await self._throttle.remember_device(account_key(user.email), client)
         await self._users.set_last_login(db, user, utc_now())
-        if detail is None:
-            await self._audit.insert(
-                db,
-                AuditType.login_succeeded,
-                user_id=user.id,
-                session_id=issued.session_id,
-                client=client,
-            )
-        else:
-            self._audit.record(
-                db,
-                AuditType.login_succeeded,
-                user_id=user.id,
-                session_id=issued.session_id,
-                client=client,
-                detail=detail,
-            )
+        await self._audit.insert(
+            db,
+            AuditType.login_succeeded,
+            user_id=user.id,
+            session_id=issued.session_id,
+            client=client,
+            detail=detail,
+        )
         LOGINS.labels("succeeded").inc()
         return issued
 

@@ -61,7 +61,6 @@ from authgate.passkeys.repository import (
     NewPasskey,
     PasskeyRepository,
 )
-from authgate.users.repository import UserRepository
 
 logger = logging.getLogger("authgate.passkeys")
 
@@ -96,7 +95,6 @@ class PasskeyService:
         settings: Settings,
         opaque: OpaqueTokens,
         audit: AuditService,
-        users: UserRepository,
         email: EmailService,
         repository: PasskeyRepository | None = None,
     ) -> None:
@@ -107,7 +105,6 @@ class PasskeyService:
         self._ttl = timedelta(seconds=settings.webauthn_challenge_ttl)
         self._opaque = opaque
         self._audit = audit
-        self._users = users
         self._repo = repository or PasskeyRepository()
 
     # -- registration -----------------------------------------------------------------------
@@ -276,24 +273,29 @@ class PasskeyService:
         spent all the same, and the failure audited when the passkey was known)."""
         if not OpaqueTokens.looks_like(TokenKind.passkey, flow_token):
             raise InvalidCredentials("The passkey could not be verified.")
-        now = utc_now()
-        spent = await self._repo.spend_sign_in_challenge(db, self._opaque.hash(flow_token), now)
-        if spent is None:
-            raise InvalidCredentials("The passkey could not be verified.")
         try:
             parsed = parse_authentication_credential_json(credential)
         except _MALFORMED:
-            await self._refuse(db, spent.id, None, "malformed", client)
-        passkey = await self._repo.by_credential_id(db, parsed.raw_id)
+            parsed = None
+        now = utc_now()
+        # The challenge is spent first whatever the credential: a malformed answer spends it too.
+        attempt = await self._repo.spend_sign_in(
+            db, self._opaque.hash(flow_token), None if parsed is None else parsed.raw_id, now
+        )
+        if attempt is None:
+            raise InvalidCredentials("The passkey could not be verified.")
+        if parsed is None:
+            await self._refuse(db, attempt.challenge_id, None, "malformed", client)
+        passkey = attempt.passkey
         if passkey is None:
-            await self._refuse(db, spent.id, None, "unknown_credential", client)
+            await self._refuse(db, attempt.challenge_id, None, "unknown_credential", client)
         handle = parsed.response.user_handle
         if handle is not None and handle != passkey.user_id.bytes:
-            await self._refuse(db, spent.id, passkey.user_id, "user_handle", client)
+            await self._refuse(db, attempt.challenge_id, passkey.user_id, "user_handle", client)
         try:
             verified = verify_authentication_response(
                 credential=parsed,
-                expected_challenge=spent.challenge,
+                expected_challenge=attempt.challenge,
                 expected_rp_id=self._rp_id,
                 expected_origin=self._origins,
                 credential_public_key=passkey.public_key,
@@ -302,10 +304,12 @@ class PasskeyService:
             )
         except _MALFORMED as exc:
             logger.info("passkeys.sign_in.refused", extra={"reason": type(exc).__name__})
-            await self._refuse(db, spent.id, passkey.user_id, "not_verified", client)
-        user = await self._users.by_id(db, passkey.user_id)
+            await self._refuse(db, attempt.challenge_id, passkey.user_id, "not_verified", client)
+        user = attempt.user
         if user is None or not user.is_active or not user.email_verified:
-            await self._refuse(db, spent.id, passkey.user_id, "account_unusable", client)
+            await self._refuse(
+                db, attempt.challenge_id, passkey.user_id, "account_unusable", client
+            )
         if not await self._repo.record_use(
             db,
             passkey.id,
@@ -314,7 +318,7 @@ class PasskeyService:
             verified.credential_backed_up,
             now,
         ):
-            await self._refuse(db, spent.id, passkey.user_id, "counter_race", client)
+            await self._refuse(db, attempt.challenge_id, passkey.user_id, "counter_race", client)
         return user
 
     async def _refuse(

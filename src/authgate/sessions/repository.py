@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, true, update
+from sqlalchemy import Insert, Select, and_, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import UTCDateTime
@@ -112,6 +112,47 @@ def _rotate_postgresql() -> Select[uuid.UUID, uuid.UUID, datetime, str, list[str
 
 
 _ROTATE_PG = _rotate_postgresql()
+
+_SESSIONS = AuthSession.__table__
+_SESSION_ID = bindparam("b_session_id", type_=_SESSIONS.c.id.type)
+
+
+def _open_postgresql() -> Insert:
+    """A new session and its first refresh token as one statement: the session's INSERT is a
+    data-modifying CTE. The token's foreign key is checked at the end of the statement, when
+    both rows are there."""
+    session = (
+        insert(AuthSession)
+        .values(
+            id=_SESSION_ID,
+            user_id=bindparam("b_user_id", type_=_SESSIONS.c.user_id.type),
+            created_at=_NOW,
+            last_used_at=_NOW,
+            expires_at=bindparam("session_end", type_=UTCDateTime()),
+            ip_address=_IP,
+            user_agent=_UA,
+            auth_method=bindparam("b_auth_method", type_=_SESSIONS.c.auth_method.type),
+            amr=bindparam("b_amr", type_=_SESSIONS.c.amr.type),
+        )
+        .cte("new_session")
+    )
+    return (
+        insert(RefreshToken)
+        .values(
+            id=bindparam("b_token_id", type_=_TOKENS.c.id.type),
+            session_id=_SESSION_ID,
+            token_hash=bindparam("b_token_hash", type_=_TOKENS.c.token_hash.type),
+            parent_id=None,
+            issued_at=_NOW,
+            expires_at=_IDLE_DEADLINE,
+            ip_address=_IP,
+            user_agent=_UA,
+        )
+        .add_cte(session)
+    )
+
+
+_OPEN_PG = _open_postgresql()
 # SQLite has neither data-modifying CTEs nor other tables in RETURNING: four statements.
 _SPEND_SQLITE = (
     update(RefreshToken)
@@ -183,12 +224,30 @@ class SessionRepository:
         deadline ``token_expires_at``); the new session's id.
 
         Core INSERTs on the unit of work's connection, without ORM objects: a login writes
-        these rows and never reads them back. Pending ORM changes are flushed first, so a row
+        these rows and never reads them back (one statement on PostgreSQL, two on SQLite). Pending ORM changes are flushed first, so a row
         the session refers to (a user created in the same unit of work) is there before it.
         """
         session_id = uuid.uuid4()
         await db.flush()
         conn = await db.connection()
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                _OPEN_PG,
+                {
+                    "b_session_id": session_id,
+                    "b_user_id": user_id,
+                    "now": now,
+                    "session_end": expires_at,
+                    "client_ip": ip_address,
+                    "client_ua": user_agent,
+                    "b_auth_method": auth_method,
+                    "b_amr": amr,
+                    "b_token_id": uuid.uuid4(),
+                    "b_token_hash": token_hash,
+                    "idle_deadline": token_expires_at,
+                },
+            )
+            return session_id
         await conn.execute(
             _INSERT_SESSION,
             {
