@@ -256,7 +256,7 @@ async def _vary_origin(send: Send, message: Message) -> None:
     ``Vary: Origin`` (joined to any ``Vary`` already there, as one header)."""
     if message["type"] == "http.response.start":
         headers = message.setdefault("headers", [])
-        found = [i for i, (key, _) in enumerate(headers) if key.lower() == b"vary"]
+        found = [i for i, (key, _) in enumerate(headers) if key == b"vary"]
         if not found:
             headers.append((b"vary", b"Origin"))
         else:
