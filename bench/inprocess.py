@@ -42,7 +42,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
+import os
 import pstats
 import statistics
 import tempfile
@@ -170,13 +172,34 @@ async def latency_under_load(
             await step()
             latencies.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    began = 0.0
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        nonlocal began
+        if phase == "start":
+            began = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - began)
+
+    gc.callbacks.append(on_gc)
+    try:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    finally:
+        gc.callbacks.remove(on_gc)
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     print(
         f"{label} x{concurrency}: {len(latencies)} requests, "
         f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  p99/p50 {p99 / p50:.2f}"
+    )
+    # Whether the collector's pauses could explain the tail (tune it only if they do).
+    print(
+        "  gc pauses: "
+        + ", ".join(
+            f"gen{g} {len(p)}x max {max(p, default=0) * 1000:.2f} ms" for g, p in pauses.items()
+        )
     )
 
 
@@ -208,7 +231,9 @@ async def print_profile(target: Callable[[], Awaitable[None]], batch: int) -> No
     for _ in range(batch):
         await target()
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+    pstats.Stats(profiler).sort_stats(
+        os.environ.get("BENCH_PROFILE_SORT", "cumulative")
+    ).print_stats(60)
 
 
 async def run(
@@ -291,7 +316,7 @@ async def run(
                 await users_me()
             await against_bare("GET /users/me", users_me, bare, batch)
             # Long enough for the 1 s principal snapshot to expire a few times under load.
-            await latency_under_load("GET /users/me wall latency", users_me, concurrency, 150)
+            await latency_under_load("GET /users/me wall latency", users_me, concurrency, 500)
         elif endpoint == "passkey":
             from tests.support.passkeys import SoftAuthenticator
 
