@@ -56,6 +56,7 @@ from typing import Any
 from sqlalchemy import update
 from tests.support.servers import postgres_server
 
+import authgate.app
 from authgate.app import create_app
 from authgate.config import Settings
 from authgate.core.http import ClientInfo
@@ -291,6 +292,19 @@ async def run(
             assert status == 202, body
 
         client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-inprocess")
+        # What the app's lifespan does once started (the bench drives the app without it);
+        # absent from trees before it, for A/B runs.
+        settle_heap: Callable[[], None] = getattr(authgate.app, "settle_heap", gc.collect)
+        if os.environ.get("BENCH_GC_PROBE"):
+            # What a full collection costs with the startup heap, and after settle_heap().
+            for label in ("full collection", "again", "after settle_heap()"):
+                if label.startswith("after"):
+                    settle_heap()
+                started = time.perf_counter()
+                gc.collect()
+                elapsed = (time.perf_counter() - started) * 1000
+                print(f"{label}: {elapsed:.1f} ms, {len(gc.get_objects())} tracked objects")
+        settle_heap()
         bare = bare_step()
         for _ in range(200):
             await bare()
