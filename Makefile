@@ -97,8 +97,11 @@ test-fast: setup
 bench: setup
 	$(UV) run --frozen python -m bench.run
 
-# Per-request CPU of refresh, login and register, in-process (how the hot paths were profiled).
+# Per-request CPU of the hot paths, in-process (how they were profiled); health and users-me
+# against a bare FastAPI app.
 bench-inprocess: setup
+	$(UV) run --frozen python -m bench.inprocess health
+	$(UV) run --frozen python -m bench.inprocess users-me
 	$(UV) run --frozen python -m bench.inprocess refresh
 	$(UV) run --frozen python -m bench.inprocess login
 	$(UV) run --frozen python -m bench.inprocess register

@@ -1,6 +1,7 @@
 """Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
 
-``python -m bench.inprocess refresh|login|register|passkey [--profile]`` starts a throwaway PostgreSQL
+``python -m bench.inprocess refresh|login|register|passkey|health|users-me|bare [--profile]``
+starts a throwaway PostgreSQL
 (``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
 app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
 CPU time of one request as the minimum and median of batches:
@@ -16,6 +17,16 @@ CPU time of one request as the minimum and median of batches:
   and the software authenticator's signature are made outside the timed part): py_webauthn's
   checks, the one indexed credential lookup, the session. ``tests/support/passkeys.py`` is the
   authenticator.
+- ``health``: ``time.process_time`` of ``GET /health/live`` (no database, no store: the floor
+  every request pays, the middleware and FastAPI), in batches alternating with the ``bare``
+  reference, and the ratio of the two.
+- ``users-me``: ``time.process_time`` of ``GET /api/v1/users/me`` with one access token (the
+  read-only hot path: the verified-token LRU, the revocation list, the 1 s principal snapshot),
+  alternating with ``bare`` likewise; then the wall-clock latency of the same request with 32
+  concurrent callers on the loop (p50, p99 and their ratio: ``--concurrency``), which is
+  where the principal cache's refills and any stall of the loop show.
+- ``bare``: ``GET /`` of ``bench/bare_app.py`` (FastAPI with one route returning a small JSON,
+  the ceiling the wrk bench measures against) alone.
 - ``password-check``: what the strength check adds to a registration's password work, as an
   A/B in one process: 16 concurrent "validate + Argon2 hash" at a time (like 16 clients
   registering), ``AUTHGATE_PASSWORD_MIN_STRENGTH`` 0 and 3 alternating, process CPU per
@@ -31,7 +42,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
+import os
 import pstats
 import statistics
 import tempfile
@@ -43,6 +56,7 @@ from typing import Any
 from sqlalchemy import update
 from tests.support.servers import postgres_server
 
+import authgate.app
 from authgate.app import create_app
 from authgate.config import Settings
 from authgate.core.http import ClientInfo
@@ -56,18 +70,30 @@ BATCHES = 12
 
 
 async def call(
-    app: Any, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+    app: Any,
+    path: str,
+    payload: dict[str, Any] | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """One POST through the ASGI app, as uvicorn would make it."""
+    """One request through the ASGI app, as uvicorn would make it: a POST of ``payload`` as
+    JSON, or a GET when ``payload`` is None."""
     status, _, body = await call_with_headers(app, path, payload, headers)
     return status, body
 
 
 async def call_with_headers(
-    app: Any, path: str, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+    app: Any,
+    path: str,
+    payload: dict[str, Any] | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
-    """One POST through the ASGI app: the status, the response headers and the JSON body."""
-    body = json.dumps(payload).encode()
+    """``call``, with the response headers too."""
+    body = b"" if payload is None else json.dumps(payload).encode()
+    entity = (
+        []
+        if payload is None
+        else [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    )
     inbox = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict[str, Any]] = []
 
@@ -81,7 +107,7 @@ async def call_with_headers(
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": "GET" if payload is None else "POST",
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -89,8 +115,7 @@ async def call_with_headers(
         "root_path": "",
         "headers": [
             (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
+            *entity,
             (b"user-agent", b"bench-inprocess"),
             *(headers or []),
         ],
@@ -104,10 +129,13 @@ async def call_with_headers(
 
 
 async def per_call_ms(
-    step: Callable[[], Awaitable[None]], clock: Callable[[], float], batch: int
+    step: Callable[[], Awaitable[None]],
+    clock: Callable[[], float],
+    batch: int,
+    batches: int = BATCHES,
 ) -> list[float]:
     timings = []
-    for _ in range(BATCHES):
+    for _ in range(batches):
         started = clock()
         for _ in range(batch):
             await step()
@@ -119,7 +147,110 @@ def report(label: str, timings: list[float]) -> None:
     print(f"{label:<44} min {min(timings):6.3f} ms   median {statistics.median(timings):6.3f} ms")
 
 
-async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) -> None:
+async def against_bare(
+    label: str, step: Callable[[], Awaitable[None]], bare: Callable[[], Awaitable[None]], batch: int
+) -> None:
+    """CPU per request of ``step`` and of the bare app, batches alternating (a neighbour's load
+    falls on both alike), and bare ÷ authgate: the share of the bare app's throughput that
+    authgate would reach on CPU alone (the wrk bench's "÷ bare")."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(BATCHES):
+        ours += await per_call_ms(step, time.process_time, batch, batches=1)
+        theirs += await per_call_ms(bare, time.process_time, batch, batches=1)
+    report(f"{label}, process CPU", ours)
+    report("bare FastAPI GET /, process CPU", theirs)
+    print(
+        f"{'bare ÷ authgate CPU (≈ authgate rps ÷ bare)':<44} "
+        f"min {min(theirs) / min(ours):6.3f}      median "
+        f"{statistics.median(theirs) / statistics.median(ours):6.3f}"
+    )
+
+
+async def latency_under_load(
+    label: str, step: Callable[[], Awaitable[None]], concurrency: int, per_caller: int
+) -> None:
+    """Wall-clock latency of ``step`` with ``concurrency`` callers looping on one event loop, as
+    a server's connections would: every request also waits for the others' turns, for the
+    principal cache's refills and for whatever stalls the loop."""
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(per_caller):
+            started = time.perf_counter()
+            # The request arrives as an event the loop serves in its turn, behind the others
+            # (a request answered from memory would otherwise never wait for anything).
+            await asyncio.sleep(0)
+            await step()
+            latencies.append(time.perf_counter() - started)
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    began = 0.0
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        nonlocal began
+        if phase == "start":
+            began = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - began)
+
+    gc.callbacks.append(on_gc)
+    try:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    finally:
+        gc.callbacks.remove(on_gc)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    print(
+        f"{label} x{concurrency}: {len(latencies)} requests, "
+        f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  p99/p50 {p99 / p50:.2f}"
+    )
+    # Whether the collector's pauses could explain the tail (tune it only if they do).
+    print(
+        "  gc pauses: "
+        + ", ".join(
+            f"gen{g} {len(p)}x max {max(p, default=0) * 1000:.2f} ms" for g, p in pauses.items()
+        )
+    )
+
+
+def bare_step() -> Callable[[], Awaitable[None]]:
+    """``GET /`` of the bare FastAPI app (``bench/bare_app.py``)."""
+    from bench.bare_app import create_app as create_bare_app
+
+    bare = create_bare_app()
+
+    async def step() -> None:
+        status, body = await call(bare, "/", None)
+        assert status == 200, body
+
+    return step
+
+
+async def run_bare(profile: bool) -> None:
+    target, clock, batch = bare_step(), time.process_time, 500
+    for _ in range(200):
+        await target()
+    report("bare FastAPI GET /, process CPU", await per_call_ms(target, clock, batch))
+    if profile:
+        await print_profile(target, batch)
+
+
+async def print_profile(target: Callable[[], Awaitable[None]], batch: int) -> None:
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    for _ in range(batch):
+        await target()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats(
+        os.environ.get("BENCH_PROFILE_SORT", "cumulative")
+    ).print_stats(60)
+
+
+async def run(
+    endpoint: str, profile: bool, database_url: str, workdir: Path, concurrency: int
+) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         env="development",
@@ -185,7 +316,46 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
             assert status == 202, body
 
         client = ClientInfo(ip_address="127.0.0.1", user_agent="bench-inprocess")
-        if endpoint == "passkey":
+        # What the app's lifespan does once started (the bench drives the app without it);
+        # absent from trees before it, for A/B runs.
+        settle_heap: Callable[[], None] = getattr(authgate.app, "settle_heap", gc.collect)
+        if os.environ.get("BENCH_GC_PROBE"):
+            # What a full collection costs with the startup heap, and after settle_heap().
+            for label in ("full collection", "again", "after settle_heap()"):
+                if label.startswith("after"):
+                    settle_heap()
+                started = time.perf_counter()
+                gc.collect()
+                elapsed = (time.perf_counter() - started) * 1000
+                print(f"{label}: {elapsed:.1f} ms, {len(gc.get_objects())} tracked objects")
+        settle_heap()
+        bare = bare_step()
+        for _ in range(200):
+            await bare()
+        if endpoint == "health":
+
+            async def health() -> None:
+                status, body = await call(app, "/health/live", None)
+                assert status == 200, body
+
+            target, batch = health, 500
+            for _ in range(200):
+                await health()
+            await against_bare("GET /health/live", health, bare, batch)
+        elif endpoint == "users-me":
+            bearer = [(b"authorization", f"Bearer {pair['access_token']}".encode())]
+
+            async def users_me() -> None:
+                status, body = await call(app, f"{API}/users/me", None, bearer)
+                assert status == 200, body
+
+            target, batch = users_me, 300
+            for _ in range(200):
+                await users_me()
+            await against_bare("GET /users/me", users_me, bare, batch)
+            # Long enough for the 1 s principal snapshot to expire a few times under load.
+            await latency_under_load("GET /users/me wall latency", users_me, concurrency, 500)
+        elif endpoint == "passkey":
             from tests.support.passkeys import SoftAuthenticator
 
             authenticator = SoftAuthenticator()
@@ -258,12 +428,7 @@ async def run(endpoint: str, profile: bool, database_url: str, workdir: Path) ->
                 "POST /auth/login, event-loop thread CPU", await per_call_ms(target, clock, batch)
             )
         if profile:
-            profiler = cProfile.Profile(time.thread_time)
-            profiler.enable()
-            for _ in range(batch):
-                await target()
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+            await print_profile(target, batch)
     finally:
         await runtime.close()
 
@@ -302,15 +467,32 @@ async def password_check_ab(rounds: int = 6, batches: int = 10, concurrency: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "endpoint", choices=["refresh", "login", "register", "passkey", "password-check"]
+        "endpoint",
+        choices=[
+            "refresh",
+            "login",
+            "register",
+            "passkey",
+            "health",
+            "users-me",
+            "bare",
+            "password-check",
+        ],
     )
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the endpoint")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="callers at once for users-me's latency"
+    )
     args = parser.parse_args()
     if args.endpoint == "password-check":
         asyncio.run(password_check_ab())
         return
+    if args.endpoint == "bare":
+        asyncio.run(run_bare(args.profile))
+        return
     with postgres_server() as pg, tempfile.TemporaryDirectory() as workdir:
-        asyncio.run(run(args.endpoint, args.profile, pg.createdb("inprocess"), Path(workdir)))
+        database_url = pg.createdb("inprocess")
+        asyncio.run(run(args.endpoint, args.profile, database_url, Path(workdir), args.concurrency))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ import json
 import os
 import re
 import time
+from functools import partial
 from typing import Any
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.config import Settings
@@ -16,7 +18,8 @@ from authgate.core.errors import PayloadTooLarge, problem_body
 from authgate.core.logging import request_id_var
 from authgate.core.metrics import REQUEST_LATENCY
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: A caller's X-Request-ID is kept when it is this (matched on the raw header bytes).
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -84,27 +87,63 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+_STATIC_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+
+def security_headers(path: str, *, hsts: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every response to ``path`` carries (besides its request id)."""
+    docs = path.startswith("/docs") or path.startswith("/static/docs")
+    headers = [
+        *_STATIC_HEADERS,
+        (b"content-security-policy", DOCS_CSP if docs else API_CSP),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if not path.startswith("/static/"):
+        headers.append((b"cache-control", b"no-store"))
+    if hsts:
+        headers.append(_HSTS)
+    return tuple(headers)
+
+
 class HardeningMiddleware:
+    """Every request: a request id (the caller's ``X-Request-ID`` when well-formed, else a new
+    one), the security headers, the body checks and one observation of the latency metric.
+
+    Built for the per-request floor (docs/performance.md): the three header sets (API, docs,
+    static assets) are built once; one ``send`` wrapper both notes the status and adds the
+    headers; the metric's child for each (method, route, status) is looked up once."""
+
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
         self.hsts = settings.public_url.startswith("https://")
+        self._api = security_headers("/api", hsts=self.hsts)
+        self._docs = security_headers("/docs", hsts=self.hsts)
+        self._static_docs = security_headers("/static/docs/", hsts=self.hsts)
+        self._static = security_headers("/static/", hsts=self.hsts)
+        self._observers: dict[tuple[str, str, int], Any] = {}
 
     def _headers(self, path: str, request_id: str) -> list[tuple[bytes, bytes]]:
-        docs = path.startswith("/docs") or path.startswith("/static/docs")
-        headers = [
-            (b"x-request-id", request_id.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-            (b"content-security-policy", DOCS_CSP if docs else API_CSP),
-            (b"cross-origin-opener-policy", b"same-origin"),
-        ]
-        if not path.startswith("/static/"):
-            headers.append((b"cache-control", b"no-store"))
-        if self.hsts:
-            headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
-        return headers
+        if path.startswith("/static/"):
+            fixed = self._static_docs if path.startswith("/static/docs") else self._static
+        elif path.startswith("/docs"):
+            fixed = self._docs
+        else:
+            fixed = self._api
+        return [(b"x-request-id", request_id.encode()), *fixed]
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._observers.get(key)
+        if child is None:
+            child = REQUEST_LATENCY.labels(method, route, str(status))
+            self._observers[key] = child
+        child.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,32 +152,67 @@ class HardeningMiddleware:
         raw_headers: dict[bytes, bytes] = {}
         for key, value in scope["headers"]:
             raw_headers.setdefault(key.lower(), value)
-        incoming = raw_headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(8).hex()
+        incoming = raw_headers.get(b"x-request-id")
+        request_id = (
+            incoming.decode("latin-1")
+            if incoming is not None and _REQUEST_ID.fullmatch(incoming)
+            else os.urandom(8).hex()
+        )
         token = request_id_var.set(request_id)
-        root_path = str(scope.get("root_path", ""))
-        path: str = scope["path"]
-        extra = self._headers(path, request_id)
+        root_path = scope.get("root_path", "")
+        extra = self._headers(scope["path"], request_id)
         started_at = time.perf_counter()
         status = 500  # what the server answers when nothing was sent
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
         try:
             refused = self._refuse(scope, raw_headers)
             if refused is not None:
-                await _send_problem(observed_send, *refused, extra)
+                status = refused[0]
+                await _send_problem(send, *refused, extra)
                 return
-            await self._call(scope, receive, observed_send, extra)
+            received = 0
+            started = False
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        raise _TooLarge
+                return message
+
+            async def send_with_headers(message: Message) -> None:
+                nonlocal started, status
+                if message["type"] == "http.response.start":
+                    started = True
+                    status = int(message["status"])
+                    headers = list(message.get("headers", ()))
+                    existing = {k.lower() for k, _ in headers}
+                    headers.extend(item for item in extra if item[0] not in existing)
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            try:
+                await self.app(scope, limited_receive, send_with_headers)
+            except _TooLarge:
+                if not started:
+                    status = 413
+                    await _send_problem(
+                        send,
+                        413,
+                        "payload_too_large",
+                        "Payload too large",
+                        "The request body is too large.",
+                        extra,
+                    )
         finally:
             request_id_var.reset(token)
-            REQUEST_LATENCY.labels(
-                scope["method"], route_label(scope, root_path), str(status)
-            ).observe(time.perf_counter() - started_at)
+            self._observe(
+                scope["method"],
+                route_label(scope, str(root_path)),
+                status,
+                time.perf_counter() - started_at,
+            )
 
     def _refuse(
         self, scope: Scope, headers: dict[bytes, bytes]
@@ -176,40 +250,30 @@ class HardeningMiddleware:
                 )
         return None
 
-    async def _call(
-        self, scope: Scope, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]
-    ) -> None:
-        received = 0
-        started = False
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _TooLarge
-            return message
+async def _vary_origin(send: Send, message: Message) -> None:
+    """What ``CORSMiddleware`` does to the answer of a request without ``Origin``: a
+    ``Vary: Origin`` (joined to any ``Vary`` already there, as one header)."""
+    if message["type"] == "http.response.start":
+        headers = message.setdefault("headers", [])
+        found = [i for i, (key, _) in enumerate(headers) if key == b"vary"]
+        if not found:
+            headers.append((b"vary", b"Origin"))
+        else:
+            values = b", ".join(headers[i][1] for i in found)
+            for i in reversed(found[1:]):
+                del headers[i]
+            headers[found[0]] = (b"vary", values + b", Origin")
+    await send(message)
 
-        async def send_with_headers(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                existing = {k.lower() for k, _ in message.get("headers", [])}
-                headers: list[Any] = list(message.get("headers", []))
-                headers.extend((k, v) for k, v in extra if k not in existing)
-                message = {**message, "headers": headers}
-            await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except _TooLarge:
-            if not started:
-                await _send_problem(
-                    send,
-                    413,
-                    "payload_too_large",
-                    "Payload too large",
-                    "The request body is too large.",
-                    extra,
-                )
+class CrossOriginMiddleware(CORSMiddleware):
+    """Starlette's ``CORSMiddleware``, with a fast path for the requests that carry no
+    ``Origin`` (probes, servers, mobile apps: most of them), which it would only have given a
+    ``Vary: Origin``: the same header, without parsing the request's headers twice."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(key == b"origin" for key, _ in scope["headers"]):
+            await self.app(scope, receive, partial(_vary_origin, send))
+            return
+        await super().__call__(scope, receive, send)

@@ -7,6 +7,10 @@ Two in-process caches, neither of which weakens a check:
 * **Principal snapshots** (``AUTHGATE_ACCESS_CACHE_TTL``, default 1 s): what the database says
   about the user and session (active, "tokens valid after", session revoked or expired).
 
+A snapshot is refilled **single-flight**: when it expires under load, the concurrent requests
+for the same (user, session) await one database query instead of sending one each (the 1 s
+expiry of a busy token otherwise queues dozens of identical queries on the pool at once).
+
 Revocation stays immediate across processes: every request consults the shared store's
 revocation list (one round trip to Redis, a dict lookup in process), and revocations made in
 this process drop the affected snapshots at once. What may be up to the TTL old is only the
@@ -15,12 +19,15 @@ profile shown by read-only endpoints (``GET /users/me``).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from authgate.core.errors import InvalidAccessToken
 from authgate.core.security.jwt import AccessClaims, JWTService
@@ -118,13 +125,20 @@ def _header_kid(token: str) -> str:
     return kid
 
 
+_Key = tuple[uuid.UUID, uuid.UUID]
+
+
 class PrincipalCache:
     """Snapshots by (user, session), kept ``ttl`` seconds (0 disables the cache)."""
 
     def __init__(self, ttl: float, max_size: int = 50_000) -> None:
         self._ttl = ttl
         self._max = max_size
-        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, PrincipalSnapshot]] = {}
+        self._entries: dict[_Key, tuple[float, PrincipalSnapshot]] = {}
+        #: The refill in flight for each key (``get_or_load``).
+        self._refills: dict[_Key, asyncio.Task[PrincipalSnapshot | None]] = {}
+        #: Bumped by every invalidation: a refill that started before one is not stored.
+        self._generation = 0
 
     def get(self, user_id: uuid.UUID, session_id: uuid.UUID) -> PrincipalSnapshot | None:
         if self._ttl <= 0:
@@ -138,6 +152,45 @@ class PrincipalCache:
             return None
         return snapshot
 
+    async def get_or_load(
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        load: Callable[[], Awaitable[PrincipalSnapshot | None]],
+    ) -> PrincipalSnapshot | None:
+        """The cached snapshot, else what ``load`` reads, stored. Concurrent misses for one key
+        share one ``load`` (its result, or its exception); an absent principal (None) is not
+        stored. The shared load runs in a task of its own, so a caller that goes away (a client
+        disconnects) does not cancel it for the others. With the cache disabled every call
+        loads (nothing is shared either: ``ttl`` 0 asks for the database's answer at the time
+        of each request)."""
+        if self._ttl <= 0:
+            return await load()
+        snapshot = self.get(user_id, session_id)
+        if snapshot is not None:
+            return snapshot
+        key = (user_id, session_id)
+        refill = self._refills.get(key)
+        if refill is None:
+            refill = asyncio.create_task(self._refill(key, load, self._generation))
+            self._refills[key] = refill
+            refill.add_done_callback(partial(self._refill_done, key))
+        return await asyncio.shield(refill)
+
+    async def _refill(
+        self, key: _Key, load: Callable[[], Awaitable[PrincipalSnapshot | None]], generation: int
+    ) -> PrincipalSnapshot | None:
+        snapshot = await load()
+        if snapshot is not None and generation == self._generation:
+            self.put(snapshot)
+        return snapshot
+
+    def _refill_done(self, key: _Key, refill: asyncio.Task[PrincipalSnapshot | None]) -> None:
+        if self._refills.get(key) is refill:
+            del self._refills[key]
+        if not refill.cancelled():
+            refill.exception()  # retrieved: every waiter may have gone
+
     def put(self, snapshot: PrincipalSnapshot) -> None:
         if self._ttl <= 0:
             return
@@ -145,15 +198,25 @@ class PrincipalCache:
             self._entries.clear()
         self._entries[(snapshot.user_id, snapshot.session_id)] = (time.monotonic(), snapshot)
 
+    def _invalidated(self) -> None:
+        """A refill in flight may have read the rows before the change: it is not stored, and
+        the next miss starts a new one (callers already waiting get its answer, as they would
+        have from a query of their own started before the change)."""
+        self._generation += 1
+        self._refills.clear()
+
     def forget_sessions(self, session_ids: list[uuid.UUID]) -> None:
+        self._invalidated()
         gone = set(session_ids)
         for key in [k for k in self._entries if k[1] in gone]:
             self._entries.pop(key, None)
 
     def clear(self) -> None:
         """Drop every snapshot (a revoke-all: every session may have ended)."""
+        self._invalidated()
         self._entries.clear()
 
     def forget_user(self, user_id: uuid.UUID) -> None:
+        self._invalidated()
         for key in [k for k in self._entries if k[0] == user_id]:
             self._entries.pop(key, None)

@@ -544,14 +544,16 @@ class SessionService:
         """The same checks for read-only handlers, from the short-lived snapshot cache; the
         database is read (in a session of its own) only on a miss."""
         claims = await self._claims(token)
-        snapshot = self._principals.get(claims.sub, claims.sid)
-        if snapshot is None:
+
+        async def load() -> PrincipalSnapshot | None:
             async with sessionmaker() as db:
                 found = await self._repo.principal(db, claims.sub, claims.sid)
-            if found is None:
-                raise InvalidAccessToken()
-            snapshot = PrincipalSnapshot.of(*found)
-            self._principals.put(snapshot)
+            return None if found is None else PrincipalSnapshot.of(*found)
+
+        # Single-flight: concurrent misses for one token's principal share one query.
+        snapshot = await self._principals.get_or_load(claims.sub, claims.sid, load)
+        if snapshot is None:
+            raise InvalidAccessToken()
         if not snapshot.admits(claims):
             raise InvalidAccessToken()
         return snapshot, claims
