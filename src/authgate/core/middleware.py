@@ -94,6 +94,10 @@ _STATIC_HEADERS = (
 )
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
+#: The methods the latency metric names; any other (a client may send any token) is "OTHER",
+#: so a caller cannot grow the metric's label set, nor the children kept for it, without bound.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 def security_headers(path: str, *, hsts: bool) -> tuple[tuple[bytes, bytes], ...]:
     """The headers every response to ``path`` carries (besides its request id)."""
@@ -138,6 +142,8 @@ class HardeningMiddleware:
         return [(b"x-request-id", request_id.encode()), *fixed]
 
     def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in METRIC_METHODS:
+            method = "OTHER"
         key = (method, route, status)
         child = self._observers.get(key)
         if child is None:
