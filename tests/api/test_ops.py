@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from authgate.app import create_app
+from authgate.config import Settings
+from authgate.runtime import Runtime
 from tests.support.factories import Factory
 from tests.support.flows import Flows
 
@@ -171,3 +174,32 @@ async def test_metrics_exposed(factory: Factory, client: httpx.AsyncClient) -> N
     text = (await client.get("/metrics")).text
     assert "authgate_logins_total" in text
     assert "authgate_email_queued_total" in text
+
+
+async def test_an_unexpected_error_is_a_problem_with_cors_and_security_headers(
+    settings: Settings, runtime: Runtime
+) -> None:
+    """A bug's 500 is answered inside CORS: an SPA can read it (and its request id) like any
+    other error, and the exception still reaches the server's log."""
+    app = create_app(settings, runtime=runtime)
+    app.state.runtime = runtime
+
+    @app.get("/api/v1/boom", include_in_schema=False)
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        response = await http.get("/api/v1/boom", headers={"Origin": "http://localhost:5173"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "internal_error"
+    assert "a bug" not in response.text
+    assert response.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-request-id"]
+
+    transport = httpx.ASGITransport(app=app)  # re-raised after the answer: the log sees it
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await http.get("/api/v1/boom")

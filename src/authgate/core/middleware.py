@@ -211,6 +211,22 @@ class HardeningMiddleware:
                         "The request body is too large.",
                         extra,
                     )
+            except Exception:
+                # A bug: answered here, inside CORS, so the 500 carries the CORS, security and
+                # request-id headers (an SPA can read it); then re-raised for Starlette's
+                # ServerErrorMiddleware to log (``problems._unhandled``), which sends nothing
+                # more once an answer has started.
+                if not started:
+                    status = 500
+                    await _send_problem(
+                        send,
+                        500,
+                        "internal_error",
+                        "Internal server error",
+                        "An unexpected error occurred.",
+                        extra,
+                    )
+                raise
         finally:
             request_id_var.reset(token)
             self._observe(
