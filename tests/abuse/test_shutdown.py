@@ -1,5 +1,5 @@
-"""Shutdown always ends: the not-before poller stops while it talks to Redis (the CI flake where
-a teardown hung in ``Runtime.close()``).
+"""Shutdown always ends: the not-before poller stops while it talks to Redis, and
+``Runtime.close()`` is bounded step by step (the CI flake where a teardown hung in ``close()``).
 
 The poller's stop used to rely on its cancellation alone, and on Python 3.11 a cancellation can
 be lost inside redis-py: every socket write is wrapped in ``asyncio.wait_for``, which returns
@@ -10,15 +10,23 @@ gh-86296). Its ``while True`` loop then polled on and ``stop()`` waited for ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
+import time
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from authgate.config import Settings
+from authgate.core.security.passwords import PasswordService
 from authgate.core.store import MemoryStore, RedisStore
+from authgate.runtime import Runtime
 from authgate.sessions import revocation
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.revocation import STORE_KEY, ServiceNotBefore
+from tests.support.db import authgate_logs
 from tests.support.servers import RedisServer
 
 #: What a stop may take here; the poller's own work is a Redis round trip or two.
@@ -89,3 +97,75 @@ async def test_a_cancellation_lost_in_the_store_client_does_not_keep_the_poller_
     store.polling.clear()
     await store.polling.wait()  # the next poll is in the store's wait_for now
     assert await _stopped_within(not_before, PROMPT)
+
+
+@pytest.fixture
+def settings_overrides(redis_srv: RedisServer) -> dict[str, Any]:
+    # Like the runtime of the test whose teardown hung: Redis, the email dispatcher on.
+    return {"redis_url": redis_srv.url, "email_dispatcher_enabled": True}
+
+
+async def test_close_is_bounded_when_a_component_never_stops(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One step that never returns (not even when cancelled) costs its bound and a WARNING
+    naming it; every other component is still stopped and the engine disposed."""
+    runtime = Runtime.build(settings)
+    await runtime.start()
+    assert runtime.dispatcher is not None
+    loops = [runtime.dispatcher._task, runtime.housekeeper._task]
+    assert all(loop is not None and not loop.done() for loop in loops)
+    release = asyncio.Event()
+
+    async def never_stops() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    pool = runtime.engine.sync_engine.pool  # dispose() replaces it with a fresh one
+    real_stop = runtime.not_before.stop
+    monkeypatch.setattr(runtime.not_before, "stop", never_stops)
+    try:
+        with authgate_logs(caplog) as records:
+            started = time.monotonic()
+            await runtime.close(step_timeout=0.3)
+            elapsed = time.monotonic() - started
+        assert elapsed < 0.3 + PROMPT
+        warnings = [
+            r for r in records if r.levelno == logging.WARNING and r.name == "authgate.runtime"
+        ]
+        assert {(r.getMessage(), getattr(r, "component", None)) for r in warnings} == {
+            ("runtime.close.timed_out", "not_before")
+        }
+        assert all(loop is not None and loop.done() for loop in loops)
+        assert runtime.dispatcher._task is None
+        assert runtime.engine.sync_engine.pool is not pool
+        with pytest.raises(Exception, match="busy"):
+            await runtime.passwords.hash("correct horse battery staple")
+        assert isinstance(runtime.store, RedisStore)
+    finally:
+        release.set()
+        await real_stop()
+
+
+async def test_close_runs_every_step_when_one_fails_and_then_raises(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = Runtime.build(settings)
+    await runtime.start()
+
+    async def fails() -> None:
+        raise RuntimeError("housekeeper broke")
+
+    real_stop = runtime.housekeeper.stop
+    monkeypatch.setattr(runtime.housekeeper, "stop", fails)
+    try:
+        with pytest.raises(RuntimeError, match="housekeeper broke"):
+            await runtime.close(step_timeout=0.3)
+        assert runtime.not_before._task is None
+        assert runtime.dispatcher is not None
+        assert runtime.dispatcher._task is None
+        with pytest.raises(Exception, match="busy"):
+            await PasswordService.hash(runtime.passwords, "correct horse battery staple")
+    finally:
+        await real_stop()
