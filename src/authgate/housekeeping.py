@@ -22,6 +22,7 @@ from authgate.core.security.breaches import BreachChecker, make_breach_http_clie
 from authgate.core.security.crypto import EncryptionService
 from authgate.core.security.passwords import PasswordService
 from authgate.core.security.secrets import encryption_keys
+from authgate.core.tasks import finish
 from authgate.core.time import utc_now
 from authgate.mfa.repository import MfaRepository
 from authgate.oauth.repository import OAuthRepository
@@ -219,9 +220,7 @@ class Housekeeper:
         self._stop.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await finish(task)
 
     async def _loop(self) -> None:
         while not self._stop.is_set():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +51,58 @@ from authgate.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from authgate.auth.transport import CookieRules
+
+logger = logging.getLogger("authgate.runtime")
+
+
+#: Seconds each step of ``Runtime.close()`` may take beyond the component's own stop budget.
+CLOSE_STEP_TIMEOUT = 5.0
+
+#: Close steps that overran: cancelled but not awaited; held here until they end.
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its overrun was logged already
+
+
+async def _bounded(
+    name: str, step: Callable[[], Awaitable[None]], bound: float
+) -> Exception | None:
+    """Run one close step for at most ``bound`` seconds; its error, if it raised one.
+
+    The step runs as a task of its own and is waited for with ``asyncio.wait``, which returns
+    on time even when the step ignores (or loses) its cancellation; ``asyncio.timeout`` would
+    wait for the cancelled step to end.
+    """
+
+    async def run() -> None:
+        await step()
+
+    task = asyncio.create_task(run(), name=f"runtime-close:{name}")
+    try:
+        done, _ = await asyncio.wait({task}, timeout=bound)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _abandoned.add(task)
+        task.add_done_callback(_forget)
+        logger.warning("runtime.close.timed_out", extra={"component": name, "timeout": bound})
+        return None
+    if task.cancelled():
+        logger.warning("runtime.close.cancelled", extra={"component": name})
+        return None
+    error = task.exception()
+    if error is None:
+        return None
+    logger.error("runtime.close.failed", extra={"component": name, "error": type(error).__name__})
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: not ours to hold
+        raise error
+    return error
 
 
 @dataclass
@@ -287,15 +342,34 @@ class Runtime:
         if self.webhook_dispatcher is not None:
             await self.webhook_dispatcher.start()
 
-    async def close(self) -> None:
-        await self.not_before.stop()
-        await self.housekeeper.stop()
+    async def close(self, *, step_timeout: float = CLOSE_STEP_TIMEOUT) -> None:
+        """Stop the background loops, then release the pools, clients and the engine.
+
+        Every step runs, each bounded: ``step_timeout`` seconds beyond the component's own stop
+        budget (the dispatchers let in-flight deliveries finish first). A step that overruns
+        is cancelled, left behind and logged (``runtime.close.timed_out``, ``component=…``); a
+        step that fails is logged (``runtime.close.failed``) and its error raised once every
+        other step has run. So ``close()`` always ends, and a stuck component can neither
+        keep another's loop running nor the engine open.
+        """
+        steps: list[tuple[str, Callable[[], Awaitable[None]], float]] = [
+            ("not_before", self.not_before.stop, 0.0),
+            ("housekeeper", self.housekeeper.stop, 0.0),
+        ]
         if self.webhook_dispatcher is not None:
-            await self.webhook_dispatcher.stop()
+            dispatcher = self.webhook_dispatcher
+            steps.append(("webhook_dispatcher", dispatcher.stop, dispatcher.stop_timeout))
         if self.dispatcher is not None:
-            await self.dispatcher.stop()
-        await self.passwords.close()
+            steps.append(("email_dispatcher", self.dispatcher.stop, self.dispatcher.stop_timeout))
+        steps.append(("passwords", self.passwords.close, 0.0))
         if self.breach_http is not None:
-            await self.breach_http.aclose()
-        await self.store.close()
-        await self.engine.dispose()
+            steps.append(("breach_http", self.breach_http.aclose, 0.0))
+        steps.append(("store", self.store.close, 0.0))
+        steps.append(("engine", self.engine.dispose, 0.0))
+        errors = [
+            error
+            for name, step, budget in steps
+            if (error := await _bounded(name, step, budget + step_timeout)) is not None
+        ]
+        if errors:
+            raise errors[0]

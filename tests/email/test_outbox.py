@@ -428,6 +428,36 @@ async def test_stop_timeout_cancels_sends_and_releases_claims(
     assert await _drain(restarted) == 3
 
 
+async def test_a_stop_its_caller_gives_up_on_cancels_the_loop_and_releases_claims(
+    email_db: Settings, sessionmaker: async_sessionmaker[AsyncSession], service: EmailService
+) -> None:
+    """A bounded ``Runtime.close()`` that stops waiting for the graceful stop must not leave the
+    loop running (it would go on claiming rows another dispatcher expects)."""
+    backend = ScriptedBackend()
+    backend.gate = asyncio.Event()  # never opens: a provider that hangs
+    dispatcher = EmailDispatcher(email_db, sessionmaker, service, backend)
+    await _enqueue(sessionmaker, service, unique_address(), count=3)
+    await dispatcher.start()
+    loop = dispatcher._task
+    assert loop is not None
+    try:
+        for _ in range(250):
+            if backend.in_flight == 3:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await dispatcher.stop()  # would wait STOP_TIMEOUT for the sends
+        done, _ = await asyncio.wait({loop}, timeout=2)
+        assert done
+        rows = await _rows(sessionmaker)
+        assert {r.status for r in rows} == {OutboxStatus.pending}
+        assert all(r.claimed_until is None and r.attempts == 0 for r in rows)
+    finally:
+        backend.gate.set()
+        await asyncio.wait({loop}, timeout=5)
+
+
 async def test_prune_deletes_old_sent_rows_only(
     email_db: Settings, sessionmaker: async_sessionmaker[AsyncSession], service: EmailService
 ) -> None:

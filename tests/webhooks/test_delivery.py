@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import make_engine, make_sessionmaker
+from authgate.models.webhook_outbox import WebhookOutbox
 from authgate.runtime import Runtime
 from authgate.webhooks.dispatcher import WebhookDispatcher, retry_delay
+from authgate.webhooks.repository import WebhookRepository
 from tests.support.db import authgate_logs
 from tests.support.webhooks import (
     Receiver,
@@ -151,6 +154,38 @@ async def test_several_dispatchers_keep_one_event_in_flight_per_endpoint(
     assert receiver.max_active == 1
     claimed_by = {r.claimed_by for r in await outbox_rows(runtime)}
     assert claimed_by == {None}
+
+
+async def test_a_stop_during_a_claim_hands_the_claimed_events_back(
+    receiver: Receiver, runtime: Runtime
+) -> None:
+    """Once ``stop()`` is called the loop starts nothing: an event it was claiming just then is
+    released, not delivered (so no delivery outlives a bounded ``Runtime.close()``)."""
+    assert runtime.webhook_dispatcher is not None
+    await runtime.webhook_dispatcher.stop()  # only this test's dispatcher claims
+    stops: list[asyncio.Task[None]] = []
+
+    class StopDuringClaim(WebhookRepository):
+        async def claim(self, db: AsyncSession, **kwargs: Any) -> list[WebhookOutbox]:
+            rows = await super().claim(db, **kwargs)
+            if rows and not stops:
+                stops.append(asyncio.create_task(dispatcher.stop()))
+                await asyncio.sleep(0)  # stop() has set its flag
+            return rows
+
+    dispatcher = WebhookDispatcher(
+        runtime.settings, runtime.sessionmaker, runtime.webhooks, repository=StopDuringClaim()
+    )
+    await emit_numbered(runtime, 2)
+    await dispatcher.start()
+    deadline = time.monotonic() + 5
+    while not stops and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert stops, "nothing was claimed"
+    await asyncio.wait_for(stops[0], 5)
+    rows = await outbox_rows(runtime)
+    assert [(r.status, r.claimed_by, r.attempts) for r in rows] == [("pending", None, 0)] * 2
+    assert receiver.requests == []
 
 
 async def test_metrics_per_endpoint(receiver: Receiver, runtime: Runtime) -> None:

@@ -20,7 +20,6 @@ checked against the database at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from datetime import datetime
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.core.store import Store, StoreUnavailable
+from authgate.core.tasks import finish
 from authgate.sessions.access import PrincipalCache
 from authgate.sessions.repository import SessionRepository
 
@@ -63,6 +63,7 @@ class ServiceNotBefore:
         self._value = 0.0
         self._seen: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._failing = False
 
     @property
@@ -116,19 +117,23 @@ class ServiceNotBefore:
         anyway), then one every ``POLL_INTERVAL`` seconds."""
         await self._refresh_quietly()
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="authgate-not-before")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            await finish(task)
 
     async def _run(self) -> None:
-        while True:
+        # The flag ends the loop, not only the cancellation: on Python 3.11 redis-py can lose a
+        # cancel that lands during a command (see ``authgate.core.tasks``), and a loop that
+        # polled on after it kept ``stop()`` (and with it ``Runtime.close()``) waiting for ever.
+        while not self._stopping:
             await asyncio.sleep(POLL_INTERVAL)
-            await self._refresh_quietly()
+            if not self._stopping:
+                await self._refresh_quietly()
 
     async def _refresh_quietly(self) -> None:
         try:

@@ -42,6 +42,7 @@ from authgate.core.metrics import (
     WEBHOOK_OLDEST_AGE,
 )
 from authgate.core.security.crypto import DecryptionError
+from authgate.core.tasks import finish
 from authgate.core.time import utc_now
 from authgate.models.webhook_outbox import WebhookOutbox
 from authgate.webhooks.delivery import Attempt, WebhookSender, make_webhook_http_client
@@ -132,8 +133,9 @@ class WebhookDispatcher:
         self._wake.set()
         task, self._task = self._task, None
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # The loop ends by itself after its current claim; cancelled if that takes longer
+            # (or when the caller gives up waiting).
+            await finish(task, grace=STOP_GRACE)
         await self._drain()
         if self._owns_http and self._http is not None:
             await self._http.aclose()
@@ -152,12 +154,17 @@ class WebhookDispatcher:
         for pending_task in pending:
             pending_task.cancel()
         for pending_task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending_task
+            await finish(pending_task)
         unfinished = {seq for seq, t in tasks.items() if t in pending}
         if unfinished:
             with contextlib.suppress(SQLAlchemyError, OSError):
                 await self._release(unfinished)
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long ``stop()`` waits at most, besides releasing events: the loop's grace, then
+        in-flight attempts for one attempt's timeout and a grace."""
+        return STOP_GRACE + self._settings.webhook_timeout + STOP_GRACE
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -178,7 +185,12 @@ class WebhookDispatcher:
             try:
                 free = IN_FLIGHT - len(self._in_flight)
                 if free > 0:
-                    for row in await self._claim(free):
+                    rows = await self._claim(free)
+                    if self._stopping and rows:
+                        # stop() came during the claim: hand the events back, start nothing.
+                        await self._release({row.seq for row in rows})
+                        break
+                    for row in rows:
                         self._spawn(row)
                 await self._maybe_refresh_gauge()
                 await self._maybe_prune()

@@ -59,6 +59,7 @@ from authgate.core.metrics import (
 )
 from authgate.core.security.crypto import DecryptionError, EncryptionService
 from authgate.core.security.secrets import encryption_keys
+from authgate.core.tasks import finish
 from authgate.core.time import utc_now
 from authgate.models.email_outbox import EmailOutbox
 
@@ -125,6 +126,8 @@ class EmailDispatcher:
         self._backend = backend
         self._repo = repository or OutboxRepository()
         self.worker_id = (worker_id or _default_worker_id())[:64]
+        #: How long ``stop()`` waits for in-flight sends before cancelling them.
+        self.stop_timeout = STOP_TIMEOUT
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -146,17 +149,15 @@ class EmailDispatcher:
         """Stop claiming, let in-flight sends finish (up to ``STOP_TIMEOUT``), release the rest.
 
         A claimed message is always either recorded as sent/failed or released to ``pending``.
+        When the caller is cancelled meanwhile, the loop is cancelled at once.
         """
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
         if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Cancelled at once when the caller gives up waiting (a bounded Runtime.close()):
+            # a loop left running would go on claiming rows another dispatcher expects.
+            await finish(task, grace=self.stop_timeout)
         logger.info("email.dispatcher.stopped", extra={"worker_id": self.worker_id})
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
