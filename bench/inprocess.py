@@ -1,9 +1,9 @@
 """Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
 
-``python -m bench.inprocess refresh|login|register|passkey|webhooks [--profile]`` starts a throwaway PostgreSQL
-(``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
-app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
-CPU time of one request as the minimum and median of batches:
+``python -m bench.inprocess refresh|login|register|passkey|webhooks [--profile]`` starts a
+throwaway PostgreSQL (``tests.support.servers``), migrates it, registers and verifies one user,
+and drives the ASGI app directly (no HTTP server, no load generator, no other process on the
+CPU). It prints the CPU time of one request as the minimum and median of batches:
 
 - ``refresh``: ``time.process_time`` of ``POST /auth/refresh`` (each request spends the token
   the previous one returned) and of ``SessionService.refresh`` + commit alone; the difference

@@ -8,8 +8,9 @@ included, so a slow endpoint costs one failed attempt and never a stuck worker).
 body is read, up to ``DRAIN_BYTES``, and dropped: only a response read to its end leaves its
 connection to the client's pool, and a new connection for every attempt costs more CPU than
 the rest of the attempt. Once the status has arrived, nothing that happens while reading the
-body (an error, the timeout) changes the attempt's outcome. ``error`` is a short code for ``last_error`` and the logs (``http 500``,
-``timeout``, ``ConnectError``): never the URL, a header or the body.
+body (an error, the timeout) changes the attempt's outcome. ``error`` is a short code for
+``last_error`` and the logs (``http 500``, ``timeout``, ``ConnectError``): never the URL, a
+header or the body.
 """
 
 from __future__ import annotations

@@ -2,25 +2,27 @@
 
 It runs where mail is delivered — inside ``serve`` next to the email dispatcher
 (``AUTHGATE_EMAIL_DISPATCHER_ENABLED``) or in ``authgate worker`` — and only when endpoints are
-configured. A loop claims, in a short transaction, the first due event of each endpoint that has
-nothing in flight with the due events that follow it, up to ``BATCH`` (``WebhookRepository.claim``:
-one event in flight per endpoint, in order of creation, safe with several processes), starts one
-task per endpoint that sends its run one event after the other, and goes back to claiming; so a
-slow endpoint (up to ``AUTHGATE_WEBHOOK_TIMEOUT`` per attempt) holds up only its own events.
-When a task ends, the loop wakes and claims the endpoint's next events — at most once per
-``CLAIM_INTERVAL``: under a steady stream of events (a registration each few milliseconds) a
-claim then takes several per endpoint instead of one, and each costs a claim and a record
-rather than one of each per event. An idle dispatcher claims at once when woken.
+configured. A loop claims, in a short transaction, the first due event of each endpoint that
+has nothing in flight with the due events that follow it, up to ``BATCH``
+(``WebhookRepository.claim``: one event in flight per endpoint, in order of creation, safe with
+several processes), starts one task per endpoint that sends its run one event after the other,
+and goes back to claiming; so a slow endpoint (up to ``AUTHGATE_WEBHOOK_TIMEOUT`` per attempt)
+holds up only its own events. When a task ends, the loop wakes and claims the endpoint's next
+events — at most once per ``CLAIM_INTERVAL``: under a steady stream of events (tens of
+registrations a second) a claim then takes several per endpoint instead of one, and a claim
+and a record are paid per run rather than per event, for at most a quarter of a second of
+latency. An idle dispatcher claims at once when woken.
 
-A task stops at the first attempt that fails. What became of its run is recorded by the loop in
-the transaction of its next claim, or at once when no other run is in flight (so a round costs
-one or two transactions, whatever the number of endpoints), each UPDATE applying only while this worker holds the claim: 2xx answers mark their
-events ``delivered`` (bodies wiped); the failed one is retried after ``base · 2^(attempts-1)`` seconds
-capped at 5 minutes, with jitter (between half and all of it), until the event's 24 hours are
-over, when it is ``dead`` (``authgate webhooks dead``); the events after it are handed back
-untried. A 410 is logged (``webhook.gone``) and retried like any failure: the operator removes
-the endpoint. It also stops, handing the rest back, when the lease could run out during the next
-attempt or the dispatcher is stopping.
+A task stops at the first attempt that fails. What became of its run is recorded by the loop
+in the transaction of its next claim, or at once when no other run is in flight (a round costs
+one or two transactions, whatever the number of endpoints), each UPDATE applying only while
+this worker holds the claim: 2xx answers mark their events ``delivered`` (bodies wiped); the
+failed one is retried after ``base · 2^(attempts-1)`` seconds capped at 5 minutes, with jitter
+(between half and all of it), until the event's 24 hours are over, when it is ``dead``
+(``authgate webhooks dead``); the events after it are handed back untried. A 410 is logged
+(``webhook.gone``) and retried like any failure: the operator removes the endpoint. A task also
+stops, handing the rest back, when the lease could run out during its next attempt or the
+dispatcher is stopping.
 
 At least once: until it is recorded a run stays claimed (``sending`` under this worker's lease),
 so nobody else sends those events; a worker that dies before recording it has them sent again
@@ -69,8 +71,9 @@ RETRY_CAP_SECONDS = 300.0
 IN_FLIGHT = 16
 #: Events of one endpoint claimed, sent one after the other and recorded together.
 BATCH = 32
-#: Shortest time between two claims (seconds): lets a stream of events gather into batches.
-CLAIM_INTERVAL = 0.1
+#: Shortest time between two claims (seconds): lets a stream of events gather into runs (at
+#: ~33 events/s, 0.1 s cost 1.4-1.6 ms of CPU per delivery, 0.25 s 0.8-0.9 ms).
+CLAIM_INTERVAL = 0.25
 #: How often the age-of-the-oldest-event gauge is refreshed.
 GAUGE_INTERVAL = timedelta(seconds=5)
 #: How often delivered events past their retention are deleted.
@@ -237,7 +240,7 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self._wake.wait(), interval)
 
     async def _pace(self) -> None:
-        """Wait until ``CLAIM_INTERVAL`` has passed since the previous claim (not when stopping)."""
+        """Wait until ``CLAIM_INTERVAL`` has passed since the last claim (not when stopping)."""
         wait = self._last_claim + CLAIM_INTERVAL - time.monotonic()
         if wait > 0 and not self._stopping:
             await asyncio.sleep(wait)
