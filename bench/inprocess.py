@@ -28,8 +28,9 @@ CPU). It prints the CPU time of one request as the minimum and median of batches
   INFO as ``serve`` does (to /dev/null). Two loads: *backlog*, 50 events (150 deliveries)
   written in one transaction, then drained (6 batches); *trickle*, 60 events one every 30 ms
   (≈ 33 registrations/s, what ``BENCH_WEBHOOK_ENDPOINTS=3 make bench`` sustained) with the
-  dispatcher running, minus the same trickle with it stopped (the writes alone), 3 pairs. The
-  trickle is what registrations cost: the dispatcher wakes after each commit.
+  dispatcher running, minus the same trickle with it stopped (the writes alone, also reported
+  per event), 3 pairs. The trickle is what registrations cost: the dispatcher wakes after each
+  commit.
 
 CPU per request is far steadier on a shared machine than requests per second, and leaves the
 database's own CPU out. ``--profile`` adds a ``cProfile`` (timer: the thread's CPU time) of
@@ -373,6 +374,7 @@ async def webhooks_run(
         timings = [await backlog() for _ in range(BATCHES // 2)]
         report("webhook delivery (backlog), process CPU", timings)
         trickled: list[float] = []
+        writes: list[float] = []
         for _ in range(BATCHES // 4):
             target = delivered() + 60 * endpoints
             started = time.process_time()
@@ -387,7 +389,11 @@ async def webhooks_run(
             dispatcher.notify()
             await drained(target + 60 * endpoints)
             trickled.append((with_dispatcher - alone) / (60 * endpoints) * 1000)
+            writes.append(alone / 60 * 1000)
         report("webhook delivery (trickle), process CPU", trickled)
+        # For scale: one event written for every endpoint in its own transaction (a request
+        # writes it in its own, so there it costs less than this).
+        report("trickle writes alone, per event, process CPU", writes)
         if profile:
             profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
