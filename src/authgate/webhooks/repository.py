@@ -12,8 +12,9 @@ one in flight). The claim is one conditional ``UPDATE â€¦ WHERE seq IN (SELECT â
   the other and the second sees the first's claim.
 - PostgreSQL: a transaction-scoped advisory lock serialises the claims of every worker (each
   claim is a few milliseconds; delivery happens outside it), and the UPDATE's snapshot is taken
-  after the lock is granted, so it sees every claim committed before. Inserting events and
-  recording results never wait on that lock.
+  after the lock is granted, so it sees every claim committed before. Inserting events never
+  waits on that lock; results the dispatcher records in a claim's transaction (before the lock
+  is taken) commit with that claim.
 
 With each endpoint's head the claim takes the events that follow it, up to ``batch`` in all, as
 long as each is due (a run of due events from the head, in ``seq`` order): the dispatcher sends
