@@ -106,6 +106,7 @@ bench-inprocess: setup
 	$(UV) run --frozen python -m bench.inprocess login
 	$(UV) run --frozen python -m bench.inprocess register
 	$(UV) run --frozen python -m bench.inprocess passkey
+	$(UV) run --frozen python -m bench.inprocess webhooks
 
 clean:
 	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

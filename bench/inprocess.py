@@ -1,10 +1,10 @@
 """Per-request CPU of one endpoint, in-process: how the hot paths of docs/performance.md were found.
 
-``python -m bench.inprocess refresh|login|register|passkey|health|users-me|bare [--profile]``
-starts a throwaway PostgreSQL
-(``tests.support.servers``), migrates it, registers and verifies one user, and drives the ASGI
-app directly (no HTTP server, no load generator, no other process on the CPU). It prints the
-CPU time of one request as the minimum and median of batches:
+``python -m bench.inprocess refresh|login|register|passkey|health|users-me|bare|webhooks
+[--profile]`` starts a throwaway PostgreSQL (``tests.support.servers``), migrates it, registers
+and verifies one user, and drives the ASGI app directly (no HTTP server, no load generator, no
+other process on the CPU). It prints the CPU time of one request as the minimum and median of
+batches:
 
 - ``refresh``: ``time.process_time`` of ``POST /auth/refresh`` (each request spends the token
   the previous one returned) and of ``SessionService.refresh`` + commit alone; the difference
@@ -31,6 +31,17 @@ CPU time of one request as the minimum and median of batches:
   A/B in one process: 16 concurrent "validate + Argon2 hash" at a time (like 16 clients
   registering), ``AUTHGATE_PASSWORD_MIN_STRENGTH`` 0 and 3 alternating, process CPU per
   registration. No database.
+- ``webhooks``: ``time.process_time`` of the webhook dispatcher per delivery, with three
+  endpoints served by a receiver in another process (``http.server`` on loopback answering 204,
+  HTTP/1.1 keep-alive; ``--receiver-close`` answers HTTP/1.0 and closes, as ``make bench``'s did)
+  against a SQLite file as ``make bench`` uses (its work, in aiosqlite's thread, is counted;
+  ``--db postgres`` for PostgreSQL), logging at
+  INFO as ``serve`` does (to /dev/null). Two loads: *backlog*, 50 events (150 deliveries)
+  written in one transaction, then drained (6 batches); *trickle*, 60 events one every 30 ms
+  (≈ 33 registrations/s, what ``BENCH_WEBHOOK_ENDPOINTS=3 make bench`` sustained) with the
+  dispatcher running, minus the same trickle with it stopped (the writes alone, also reported
+  per event), 3 pairs. The trickle is what registrations cost: the dispatcher wakes after each
+  commit.
 
 CPU per request is far steadier on a shared machine than requests per second, and leaves the
 database's own CPU out. ``--profile`` adds a ``cProfile`` (timer: the thread's CPU time) of
@@ -464,6 +475,150 @@ async def password_check_ab(rounds: int = 6, batches: int = 10, concurrency: int
     print(f"the check adds {on - off:.2f} ms per registration (medians of {rounds} rounds)")
 
 
+RECEIVER = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = sys.argv[1]
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+async def webhooks_run(
+    profile: bool, database_url: str, workdir: Path, *, close: bool, endpoints: int = 3
+) -> None:
+    import base64
+    import logging
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from authgate.core.logging import configure_logging
+    from authgate.core.metrics import WEBHOOK_DELIVERED
+    from authgate.webhooks import WebhookEvent, user_data
+    from authgate.webhooks.dispatcher import WebhookDispatcher
+
+    protocol = "HTTP/1.0" if close else "HTTP/1.1"
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, protocol], stdout=subprocess.PIPE, text=True
+    )
+    assert receiver.stdout is not None
+    port = int(receiver.stdout.readline())
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="development",
+        database_url=database_url,
+        keys_dir=workdir / "keys",
+        rate_limits_enabled=False,
+        email_backend="console",
+        email_dispatcher_enabled=False,  # the bench's own dispatcher, started and stopped below
+        email_poll_interval=60.0,  # woken by notify() only, as after a request's commit
+        log_level="INFO",
+        webhooks=[
+            {"url": f"http://127.0.0.1:{port}/hook/{n}", "secret": secret} for n in range(endpoints)
+        ],
+    )
+    configure_logging(settings)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (closed below)
+    for handler in logging.getLogger("authgate").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(devnull)
+    await upgrade_async(settings)
+    runtime = Runtime.build(settings)
+    await runtime.start()
+    counters = [WEBHOOK_DELIVERED.labels(endpoint=e.name) for e in runtime.webhooks.endpoints]
+
+    def delivered() -> float:
+        # The counters themselves: a registry collection reads /proc (about 1 ms).
+        return float(sum(counter._value.get() for counter in counters))
+
+    async def emit(count: int) -> None:
+        async with runtime.sessionmaker() as db, db.begin():
+            for _ in range(count):
+                data = user_data(uuid.uuid4(), email="hook@example.com")
+                await runtime.webhooks.emit(db, WebhookEvent.user_created, data)
+
+    async def drained(target: float) -> None:
+        while delivered() < target:
+            await asyncio.sleep(0.005)
+
+    dispatcher = WebhookDispatcher(settings, runtime.sessionmaker, runtime.webhooks)
+
+    async def backlog(events: int = 50) -> float:
+        await emit(events)
+        target = delivered() + events * endpoints
+        started = time.process_time()
+        dispatcher.notify()
+        await drained(target)
+        return (time.process_time() - started) / (events * endpoints) * 1000
+
+    async def trickle(events: int = 60, interval: float = 0.03) -> float:
+        for _ in range(events):
+            await emit(1)
+            dispatcher.notify()
+            await asyncio.sleep(interval)
+        return 0.0
+
+    try:
+        await dispatcher.start()
+        for _ in range(2):
+            await backlog()  # warm statement caches and connections
+        timings = [await backlog() for _ in range(BATCHES // 2)]
+        report("webhook delivery (backlog), process CPU", timings)
+        trickled: list[float] = []
+        writes: list[float] = []
+        for _ in range(BATCHES // 4):
+            target = delivered() + 60 * endpoints
+            started = time.process_time()
+            await trickle()
+            await drained(target)
+            with_dispatcher = time.process_time() - started
+            await dispatcher.stop()
+            started = time.process_time()
+            await trickle()
+            alone = time.process_time() - started
+            await dispatcher.start()
+            dispatcher.notify()
+            await drained(target + 60 * endpoints)
+            trickled.append((with_dispatcher - alone) / (60 * endpoints) * 1000)
+            writes.append(alone / 60 * 1000)
+        report("webhook delivery (trickle), process CPU", trickled)
+        # For scale: one event written for every endpoint in its own transaction (a request
+        # writes it in its own, so there it costs less than this).
+        report("trickle writes alone, per event, process CPU", writes)
+        if profile:
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.enable()
+            for _ in range(3):
+                await backlog()
+            profiler.disable()
+            print("-- backlog")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.enable()
+            target = delivered() + 60 * endpoints
+            await trickle()
+            await drained(target)
+            profiler.disable()
+            print("-- trickle (the writes included)")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+    finally:
+        await dispatcher.stop()
+        await runtime.close()
+        receiver.terminate()
+        receiver.wait()
+        devnull.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -477,11 +632,20 @@ def main() -> None:
             "users-me",
             "bare",
             "password-check",
+            "webhooks",
         ],
     )
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the endpoint")
     parser.add_argument(
         "--concurrency", type=int, default=32, help="callers at once for users-me's latency"
+    )
+    parser.add_argument(
+        "--db", choices=["sqlite", "postgres"], default="sqlite", help="webhooks: the database"
+    )
+    parser.add_argument(
+        "--receiver-close",
+        action="store_true",
+        help="webhooks: the receiver answers HTTP/1.0 and closes each connection",
     )
     args = parser.parse_args()
     if args.endpoint == "password-check":
@@ -489,6 +653,16 @@ def main() -> None:
         return
     if args.endpoint == "bare":
         asyncio.run(run_bare(args.profile))
+        return
+    if args.endpoint == "webhooks" and args.db == "sqlite":
+        with tempfile.TemporaryDirectory() as workdir:
+            url = f"sqlite+aiosqlite:///{workdir}/bench.db"
+            asyncio.run(webhooks_run(args.profile, url, Path(workdir), close=args.receiver_close))
+        return
+    if args.endpoint == "webhooks":
+        with postgres_server() as pg, tempfile.TemporaryDirectory() as workdir:
+            url = pg.createdb("inprocess")
+            asyncio.run(webhooks_run(args.profile, url, Path(workdir), close=args.receiver_close))
         return
     with postgres_server() as pg, tempfile.TemporaryDirectory() as workdir:
         database_url = pg.createdb("inprocess")

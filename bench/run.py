@@ -707,7 +707,10 @@ def start_app(
 
 class WebhookReceiver:
     """The bench's webhook endpoints: a threaded HTTP server on loopback answering 204 to every
-    POST (it does not verify signatures: that is the tests' job) and counting them."""
+    POST (it does not verify signatures: that is the tests' job) and counting them. It keeps
+    connections alive (HTTP/1.1), as a product's backend does: a receiver that closes each one
+    costs the dispatcher a new connection per event (``bench.inprocess webhooks
+    --receiver-close``)."""
 
     def __init__(self) -> None:
         import http.server
@@ -715,11 +718,14 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver.lock:
                     receiver.received += 1
                 self.send_response(204)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -728,6 +734,7 @@ class WebhookReceiver:
         self.lock = threading.Lock()
         self.received = 0
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True  # a kept-alive connection does not hold up close()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

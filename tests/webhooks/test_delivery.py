@@ -14,10 +14,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.core.db import make_engine, make_sessionmaker
-from authgate.models.webhook_outbox import WebhookOutbox
 from authgate.runtime import Runtime
 from authgate.webhooks.dispatcher import WebhookDispatcher, retry_delay
-from authgate.webhooks.repository import WebhookRepository
+from authgate.webhooks.repository import ClaimedEvent, WebhookRepository
 from tests.support.db import authgate_logs
 from tests.support.webhooks import (
     Receiver,
@@ -166,7 +165,7 @@ async def test_a_stop_during_a_claim_hands_the_claimed_events_back(
     stops: list[asyncio.Task[None]] = []
 
     class StopDuringClaim(WebhookRepository):
-        async def claim(self, db: AsyncSession, **kwargs: Any) -> list[WebhookOutbox]:
+        async def claim(self, db: AsyncSession, **kwargs: Any) -> list[ClaimedEvent]:
             rows = await super().claim(db, **kwargs)
             if rows and not stops:
                 stops.append(asyncio.create_task(dispatcher.stop()))

@@ -31,7 +31,7 @@ from authgate.core.time import utc_now
 from authgate.models.webhook_outbox import WebhookOutbox, WebhookStatus
 from authgate.webhooks.endpoints import Endpoint, configured_endpoints
 from authgate.webhooks.events import WebhookEvent, check_data
-from authgate.webhooks.repository import WebhookRepository
+from authgate.webhooks.repository import ClaimedEvent, WebhookRepository
 
 #: ``AsyncSession.info`` key set when a session wrote events; the request layer wakes the
 #: in-process dispatcher after committing such a session.
@@ -155,7 +155,7 @@ class WebhookService:
 
     # -- reading -------------------------------------------------------------------------
 
-    def body_of(self, row: WebhookOutbox) -> bytes:
+    def body_of(self, row: WebhookOutbox | ClaimedEvent) -> bytes:
         """The body to send (``DecryptionError`` if tampered with or its key left the ring;
         ``ValueError`` once wiped)."""
         if row.payload_ciphertext is None or self._encryption is None:
