@@ -8,7 +8,7 @@ throwaway PostgreSQL), drives them with wrk and prints one table plus
 Environment: ``BENCH_DB`` (sqlite|postgres), ``BENCH_DURATION`` (seconds per scenario, 8),
 ``BENCH_WRK_THREADS`` (1), ``BENCH_CONNECTIONS`` (32), ``BENCH_STORM_CONNECTIONS`` (64),
 ``BENCH_USERS`` (4), ``BENCH_MFA_CHALLENGES`` (4000), ``BENCH_PASSKEY_ASSERTIONS`` (3000),
-``BENCH_WEBHOOK_ENDPOINTS`` (0), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20),
+``BENCH_WEBHOOK_ENDPOINTS`` (0), ``BENCH_DELIVERY`` (serve|worker), ``BENCH_PROBE_RATE`` (requests/s of the health probe, 20),
 ``BENCH_SCENARIOS`` (comma-separated scenario names to run, e.g. ``register`` or
 ``bare,health_live,users_me``; all of them when unset; ``login_storm`` is one of them).
 """
@@ -92,6 +92,10 @@ class Config:
     #: Webhook endpoints configured on the server (a local receiver answering 204): every
     #: change then writes one outbox row per endpoint and the process delivers them.
     webhook_endpoints: int = field(default_factory=lambda: env_int("BENCH_WEBHOOK_ENDPOINTS", 0))
+    #: Where mail and webhooks are delivered: "serve" (its in-process dispatcher, the default)
+    #: or "worker" (the server without its dispatcher, and ``nice -n 10 authgate worker`` next
+    #: to it: background work that yields the CPU to requests, as a separate worker would).
+    delivery: str = field(default_factory=lambda: os.environ.get("BENCH_DELIVERY", "serve"))
     #: Extra AUTHGATE_* variables of the authgate process (set by the run, e.g. AUTHGATE_WEBHOOKS).
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -686,6 +690,25 @@ def start_servers(cfg: Config, tmp: Path, database_url: str, servers: list[Serve
     servers.append(start_server("bare", bare, env, bare_port, tmp))
 
 
+def start_worker(cfg: Config, tmp: Path, database_url: str, public_port: int) -> Server:
+    """``authgate worker`` at nice 10 on the server's database (``BENCH_DELIVERY=worker``)."""
+    env = authgate_env(tmp, database_url, public_port, cfg.extra_env)
+    env["AUTHGATE_EMAIL_DISPATCHER_ENABLED"] = "true"
+    log = tmp / "authgate-worker.log"
+    argv = ["nice", "-n", "10", sys.executable, "-m", "authgate", "worker"]
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server("authgate-worker", process, 0, log)
+
+
 def start_app(
     cfg: Config,
     tmp: Path,
@@ -760,6 +783,10 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
     receiver = WebhookReceiver() if cfg.webhook_endpoints else None
     if receiver is not None:
         cfg.extra_env["AUTHGATE_WEBHOOKS"] = receiver.settings(cfg.webhook_endpoints)
+    if cfg.delivery not in {"serve", "worker"}:
+        raise SystemExit(f"BENCH_DELIVERY must be serve or worker, not {cfg.delivery!r}")
+    if cfg.delivery == "worker":
+        cfg.extra_env["AUTHGATE_EMAIL_DISPATCHER_ENABLED"] = "false"
     results: dict[str, dict[str, Any]] = {}
     profile: dict[str, Any] | None = None
     parallel_rate = 0.0
@@ -768,6 +795,8 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
     try:
         start_servers(cfg, tmp, database_url, servers)
         app, bare = servers
+        if cfg.delivery == "worker":
+            servers.append(start_worker(cfg, tmp, database_url, app.port))
         print(f"bench: authgate pid {app.serving_pid()}, bare pid {bare.serving_pid()}", flush=True)
 
         hash_timings = argon2_hash_timings()
