@@ -30,6 +30,11 @@ def settings_overrides(redis_srv: RedisServer) -> dict[str, Any]:
             "token_consume_ip": "1000/minute",
         },
         "trusted_proxies": ["10.0.0.0/8"],
+        # These tests are about the limits' answers: a loaded CI machine (two cores, 50 requests
+        # in flight) must not turn them into 503s by timing out a live Redis after 0.5 s (a CI
+        # run saw every refusal of the parallel test become a 503). A stopped Redis refuses the
+        # connection at once, so the fail-closed test does not wait for this.
+        "store_timeout": 5.0,
     }
 
 
