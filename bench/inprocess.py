@@ -259,18 +259,24 @@ async def print_profile(target: Callable[[], Awaitable[None]], batch: int) -> No
     ).print_stats(60)
 
 
+def bench_settings(database_url: str, workdir: Path, **overrides: Any) -> Settings:
+    """The settings of an in-process run: development, no rate limits, console mail."""
+    values: dict[str, Any] = {
+        "env": "development",
+        "database_url": database_url,
+        "keys_dir": workdir / "keys",
+        "rate_limits_enabled": False,
+        "email_backend": "console",
+        "log_level": "WARNING",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 async def run(
     endpoint: str, profile: bool, database_url: str, workdir: Path, concurrency: int
 ) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        env="development",
-        database_url=database_url,
-        keys_dir=workdir / "keys",
-        rate_limits_enabled=False,
-        email_backend="console",
-        log_level="WARNING",
-    )
+    settings = bench_settings(database_url, workdir)
     await upgrade_async(settings)
     runtime = Runtime.build(settings)
     await runtime.start()
@@ -513,13 +519,9 @@ async def webhooks_run(
     assert receiver.stdout is not None
     port = int(receiver.stdout.readline())
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        env="development",
-        database_url=database_url,
-        keys_dir=workdir / "keys",
-        rate_limits_enabled=False,
-        email_backend="console",
+    settings = bench_settings(
+        database_url,
+        workdir,
         email_dispatcher_enabled=False,  # the bench's own dispatcher, started and stopped below
         email_poll_interval=60.0,  # woken by notify() only, as after a request's commit
         log_level="INFO",

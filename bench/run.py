@@ -185,7 +185,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_server(name: str, argv: list[str], env: dict[str, str], port: int, tmp: Path) -> Server:
+def start_server(
+    name: str, argv: list[str], env: dict[str, str], port: int, tmp: Path, *, listens: bool = True
+) -> Server:
+    """Start ``argv`` logging to ``<tmp>/<name>.log``; wait for ``port`` when it ``listens``."""
     log = tmp / f"{name}.log"
     with log.open("wb") as handle:
         process = subprocess.Popen(
@@ -198,6 +201,8 @@ def start_server(name: str, argv: list[str], env: dict[str, str], port: int, tmp
             start_new_session=True,
         )
     server = Server(name, process, port, log)
+    if not listens:
+        return server
     try:
         wait_for_port(port, timeout=60)
     except RuntimeError:
@@ -694,19 +699,8 @@ def start_worker(cfg: Config, tmp: Path, database_url: str, public_port: int) ->
     """``authgate worker`` at nice 10 on the server's database (``BENCH_DELIVERY=worker``)."""
     env = authgate_env(tmp, database_url, public_port, cfg.extra_env)
     env["AUTHGATE_EMAIL_DISPATCHER_ENABLED"] = "true"
-    log = tmp / "authgate-worker.log"
     argv = ["nice", "-n", "10", sys.executable, "-m", "authgate", "worker"]
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server("authgate-worker", process, 0, log)
+    return start_server("authgate-worker", argv, env, 0, tmp, listens=False)
 
 
 def start_app(
@@ -859,9 +853,9 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
                 Scenario(
                     "mfa_verify",
                     f"{API}/auth/mfa/verify",
-                    "mfa_verify.lua",
+                    "bodies.lua",
                     c,
-                    {"BENCH_MFA_FILE": str(mfa_file)},
+                    {"BENCH_BODIES_FILE": str(mfa_file)},
                 ),
             ),
             (
@@ -893,7 +887,12 @@ def run_suite(cfg: Config, wrk: str, tmp: Path, database_url: str) -> dict[str, 
                 # One user per request (a code counts once per account); codes live 30-60 s.
                 env = authgate_env(tmp, database_url, app.port, cfg.extra_env)
                 pairs_mfa = asyncio.run(seed.mfa_challenges(env, cfg.mfa_challenges))
-                mfa_file.write_text("".join(f"{t} {code}\n" for t, code in pairs_mfa))
+                mfa_file.write_text(
+                    "".join(
+                        json.dumps({"mfa_token": t, "method": "totp", "code": code}) + "\n"
+                        for t, code in pairs_mfa
+                    )
+                )
                 settle(server)
             if scenario.name == "passkey_verify":
                 # One sign-in flow per request: options fetched and signed ahead (challenges

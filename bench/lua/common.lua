@@ -49,19 +49,28 @@ function common.token_queue()
     return token
   end
   function q.load()
-    local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
-    local me = tid or 0
-    local index = 0
-    for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do
-      if line ~= "" then
-        if index % threads == me then
-          q.push(line)
-        end
-        index = index + 1
-      end
+    for _, line in ipairs(common.my_lines(os.getenv("BENCH_TOKENS_FILE"))) do
+      q.push(line)
     end
   end
   return q
+end
+
+-- This thread's share of the non-empty lines of a file: dealt round robin over
+-- $BENCH_WRK_THREADS threads, so no line is used by two threads.
+function common.my_lines(path)
+  local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
+  local me = tid or 0
+  local mine, index = {}, 0
+  for line in io.lines(path) do
+    if line ~= "" then
+      if index % threads == me then
+        mine[#mine + 1] = line
+      end
+      index = index + 1
+    end
+  end
+  return mine
 end
 
 return common

@@ -7,6 +7,7 @@ imports this only when the URL is set).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from authgate.config import Settings
-from authgate.core.store import KEY_PREFIX, LIMITS_PREFIX, Store, StoreUnavailable, _ttl_ms
+from authgate.core.store import KEY_PREFIX, LIMITS_PREFIX, Store, StoreUnavailable
 
 __all__ = ["RedisStore"]
 
@@ -27,6 +28,10 @@ logger = logging.getLogger("authgate.store")
 
 #: Everything a Redis call raises when Redis is gone.
 _REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, StorageError, OSError)
+
+
+def _ttl_ms(ttl_seconds: float) -> int:
+    return max(1, math.ceil(ttl_seconds * 1000))
 
 
 class _RedispyLimitsStorage(RedisStorage):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -114,10 +113,6 @@ class _MemoryLimitsStorage(MemoryStorage):
         if self.timer is not None and not self.timer.done():
             self.timer.cancel()
         await self.reset()
-
-
-def _ttl_ms(ttl_seconds: float) -> int:
-    return max(1, math.ceil(ttl_seconds * 1000))
 
 
 class MemoryStore(Store):
